@@ -1,0 +1,63 @@
+"""A registry seen through verification: its index is accepted only when signed by
+a trusted key, unexpired and not older than one seen before, and a manifest only
+when it matches its digest and carries a trusted signature. Verified manifests are
+kept in the local store."""
+
+from functools import cached_property
+
+from ffstore.errors import VerificationError
+from ffstore.index import Index, parse_index, verify_index
+from ffstore.manifest import Manifest, parse_manifest, parse_signatures, require_trusted
+from ffstore.project import RegistryConfig
+from ffstore.registry import Registry
+from ffstore.store import Store
+
+
+class Catalog:
+    def __init__(self, config: RegistryConfig, registry: Registry, trusted: frozenset[str],
+                 store: Store) -> None:
+        self.config = config
+        self.registry = registry
+        self._trusted = trusted
+        self._store = store
+
+    @property
+    def where(self) -> str:
+        return f"index of registry {self.config.name!r} ({self.config.location})"
+
+    @cached_property
+    def _verified(self) -> tuple[Index, frozenset[str]]:
+        index = parse_index(self.registry.read_index(), self.where)
+        keys = verify_index(index, self._trusted, self.where,
+                            min_version=self._store.seen_index_version(self.config.location))
+        self._store.remember_index_version(self.config.location, index.version)
+        return index, keys
+
+    @property
+    def index(self) -> Index:
+        return self._verified[0]
+
+    @property
+    def trusted(self) -> frozenset[str]:
+        """Trusted keys for this registry, including keys rotated in by the index."""
+        return self._verified[1]
+
+    def manifest(self, digest: str) -> tuple[Manifest, list[str]]:
+        """The manifest and its trusted signers, fetched if the store lacks it."""
+        if self._store.has_manifest(digest):
+            manifest, signatures = self._store.load_manifest(digest)
+            signers = self._signers(manifest, digest, signatures)
+            return manifest, signers
+        data = self.registry.read_manifest(digest)
+        manifest = parse_manifest(data, digest)
+        raw_signatures = self.registry.read_signatures(digest)
+        signatures = parse_signatures(raw_signatures, f"signatures of {digest}")
+        signers = self._signers(manifest, digest, signatures)
+        self._store.save_manifest(digest, data, raw_signatures)
+        return manifest, signers
+
+    def _signers(self, manifest: Manifest, digest: str, signatures: dict[str, str]) -> list[str]:
+        try:
+            return require_trusted(manifest, digest, signatures, self._trusted)
+        except VerificationError:
+            return require_trusted(manifest, digest, signatures, self.trusted)

@@ -1,0 +1,315 @@
+"""The `ff` command line: a thin layer over the library API. It parses arguments,
+builds a Context, calls one function and prints the result. Every expected failure
+becomes one `error: ...` line with exit code 2 (bad input) or 1 (failed operation).
+
+Commands from other packages (ffswap's `ff swap`) are found through the
+`ff.commands` entry point group and imported only when invoked, so store verbs
+start fast and ffstore never imports ffswap."""
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ffstore import __version__
+from ffstore.context import Context, open_context
+from ffstore.errors import FFError
+
+PLUGIN_GROUP = "ff.commands"
+
+
+class FFGroup(click.Group):
+    """Adds plugin commands lazily."""
+
+    def _plugins(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in self._plugins():
+            command = self._plugins()[name].load()
+        return command
+
+
+def _context(ctx: click.Context, need_project: bool = True, **flags: Any) -> Context:
+    root = ctx.find_root().params
+    merged = {"home": root.get("home"), **flags}
+    project = root.get("project")
+    return open_context(Path(project) if project else None, merged, need_project=need_project)
+
+
+def _say(ctx: click.Context, message: str) -> None:
+    if not ctx.find_root().params.get("quiet"):
+        click.echo(message)
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+@click.group(cls=FFGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ff")
+@click.option("--project", type=click.Path(file_okay=False), envvar=None,
+              help="Directory with facefusion.toml (default: search upward from here).")
+@click.option("--home", type=click.Path(file_okay=False), help="The local store (FF_HOME).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def cli(project: str | None, home: str | None, quiet: bool) -> None:
+    """ff: signed, locked, content-addressed face models."""
+
+
+@cli.group()
+def key() -> None:
+    """Manage signing keys."""
+
+
+@key.command("generate")
+@click.argument("name")
+@click.pass_context
+def key_generate(ctx: click.Context, name: str) -> None:
+    """Make an Ed25519 key pair and print its public key id."""
+    from ffstore.signing import generate_key
+
+    context = _context(ctx, need_project=False)
+    made = generate_key(context.store.key_dir, name)
+    click.echo(made.key_id)
+    click.echo(f"private key: {context.store.key_dir / (name + '.key')} (keep it secret)", err=True)
+
+
+def _load_key(context: Context, name: str) -> Any:
+    from ffstore.signing import load_key
+
+    return load_key(context.store.key_dir, name)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--registry", required=True, type=click.Path(file_okay=False),
+              help="Registry directory to publish into (created if missing).")
+@click.option("--model", required=True, help="Model name, e.g. inswapper_128.")
+@click.option("--version", "version", required=True, help="Version, e.g. 1.2.0 (PEP 440).")
+@click.option("--module", required=True, help="Module kind, e.g. face_swapper.")
+@click.option("--key", "key_name", required=True, help="Signing key name or .key file.")
+@click.option("--requires-ff", default=">=0.1", show_default=True,
+              help="Range of ff versions the model works with.")
+@click.option("--expires-days", type=int, default=None,
+              help="Validity of the re-signed index (default: setting index_expiry_days).")
+@click.pass_context
+def publish(ctx: click.Context, files: tuple[str, ...], registry: str, model: str, version: str,
+            module: str, key_name: str, requires_ff: str, expires_days: int | None) -> None:
+    """Publish FILES as one signed model version."""
+    from ffstore.publish import publish as do_publish
+
+    context = _context(ctx, need_project=False, index_expiry_days=expires_days)
+    result = do_publish(Path(registry), [Path(f) for f in files], model, version, module,
+                        _load_key(context, key_name), requires_ff,
+                        context.setting("index_expiry_days"))
+    state = "published" if result.new_version else (
+        "signed again" if result.new_signature else "already published, nothing new")
+    _say(ctx, f"{model} {result.manifest.version} ({module}): {state}; manifest "
+              f"{result.manifest.digest}, {_size(result.bytes_added)} added")
+
+
+@cli.command("import")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--registry", required=True, type=click.Path(file_okay=False))
+@click.option("--key", "key_name", required=True, help="Signing key name or .key file.")
+@click.option("--version", "version", default="1.0.0", show_default=True,
+              help="Version given to every imported model.")
+@click.pass_context
+def import_(ctx: click.Context, source: str, registry: str, key_name: str, version: str) -> None:
+    """Import a FaceFusion models folder (.assets/models/*.onnx) as signed versions."""
+    from ffstore.publish import import_facefusion
+
+    context = _context(ctx, need_project=False)
+    results, skipped = import_facefusion(Path(source), Path(registry),
+                                         _load_key(context, key_name), version,
+                                         context.setting("index_expiry_days"))
+    for result in results:
+        _say(ctx, f"{result.manifest.model} {result.manifest.version} "
+                  f"({result.manifest.module}): {result.manifest.digest}")
+    for name in skipped:
+        click.echo(f"skipped {name}", err=True)
+
+
+@cli.command()
+@click.option("--upgrade", is_flag=True, help="Move every module to its newest allowed version.")
+@click.option("--upgrade-module", "upgrade_modules", multiple=True, metavar="MODULE",
+              help="Move MODULE forward (lifting its hold). Repeatable.")
+@click.pass_context
+def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...]) -> None:
+    """Resolve facefusion.toml into facefusion.lock."""
+    from ffstore.workflow import lock as do_lock
+
+    context = _context(ctx)
+    result = do_lock(context, upgrade, frozenset(upgrade_modules))
+    for name, entry in sorted(result.lock.modules.items()):
+        before = result.previous.modules.get(name) if result.previous else None
+        change = "" if before is None or before.version == entry.version else (
+            f" (was {before.version})")
+        held = " [held]" if name in result.lock.holds else ""
+        _say(ctx, f"{name}: {entry.model} {entry.version}{change}{held}")
+    _say(ctx, "facefusion.lock updated" if result.changed else "facefusion.lock unchanged")
+
+
+@cli.command()
+@click.option("--locked", is_flag=True, help="Fail if facefusion.lock is stale (for CI).")
+@click.option("--jobs", type=int, default=None, help="Parallel transfers (setting jobs).")
+@click.pass_context
+def sync(ctx: click.Context, locked: bool, jobs: int | None) -> None:
+    """Fetch and verify every locked model into the local store."""
+    from ffstore.sync import sync as do_sync
+
+    context = _context(ctx, jobs=jobs)
+    report = do_sync(context, locked)
+    if report.stale:
+        click.echo("warning: facefusion.lock is stale (facefusion.toml changed); run `ff lock`",
+                   err=True)
+    _say(ctx, f"synced {report.modules} modules: fetched {report.files_fetched} files "
+              f"({_size(report.bytes_fetched)}), {_size(report.bytes_total)} in total")
+
+
+@cli.command()
+@click.argument("module", required=False)
+@click.option("--to", "to_version", default=None, help="Roll MODULE back to this version.")
+@click.pass_context
+def rollback(ctx: click.Context, module: str | None, to_version: str | None) -> None:
+    """Return MODULE (or the whole lock) to its previous version, and hold it."""
+    from ffstore.workflow import rollback as do_rollback
+
+    context = _context(ctx)
+    before = context.require_lock()
+    after = do_rollback(context, module, to_version)
+    for name, entry in sorted(after.modules.items()):
+        old = before.modules.get(name)
+        if old is None or old.manifest != entry.manifest:
+            old_version = old.version if old else "(none)"
+            _say(ctx, f"{name}: {entry.model} {old_version} -> {entry.version} (held)")
+
+
+@cli.command()
+@click.argument("module", required=False)
+@click.pass_context
+def history(ctx: click.Context, module: str | None) -> None:
+    """List lock generations recorded on this machine."""
+    context = _context(ctx)
+    if module is not None:
+        context.project.module(module)
+    for generation in context.history.generations():
+        modules = generation.lock.modules
+        if module is not None:
+            entry = modules.get(module)
+            summary = f"{entry.model} {entry.version}" if entry else "(not locked)"
+        else:
+            summary = ", ".join(f"{n}={e.version}" for n, e in sorted(modules.items()))
+        click.echo(f"{generation.number:>4}  {generation.time}  {generation.reason:<40}  {summary}")
+
+
+@cli.command()
+@click.option("--keep", type=int, default=None, help="Generations per module to keep (gc_keep).")
+@click.option("--dry-run", is_flag=True, help="Report what would be removed, remove nothing.")
+@click.pass_context
+def gc(ctx: click.Context, keep: int | None, dry_run: bool) -> None:
+    """Remove blobs no registered project needs."""
+    from ffstore.gc import gc as do_gc
+
+    context = _context(ctx, need_project=False, gc_keep=keep)
+    report = do_gc(context.store, context.setting("gc_keep"), dry_run)
+    verb = "would free" if dry_run else "freed"
+    _say(ctx, f"{verb} {_size(report.bytes_freed)} ({report.bytes_freed} bytes): "
+              f"{report.blobs_removed} blobs, {report.manifests_removed} manifests; "
+              f"{report.projects} projects kept")
+
+
+@cli.command()
+@click.argument("module")
+@click.pass_context
+def path(ctx: click.Context, module: str) -> None:
+    """Print the verified file path of a locked module."""
+    from ffstore.workflow import model_path
+
+    click.echo(model_path(_context(ctx), module))
+
+
+@cli.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show what is locked, synced and held, and the disk it takes."""
+    from ffstore.workflow import status as do_status
+
+    context = _context(ctx)
+    report = do_status(context)
+    for row in report.modules:
+        held = f"  held (rolled back from {row.hold.rolled_back_from})" if row.hold else ""
+        synced = "synced" if row.synced else "NOT SYNCED"
+        click.echo(f"{row.module:<18} {row.model:<24} {row.version:<12} {synced:<10} "
+                   f"{_size(row.size):>10}{held}")
+    click.echo(f"lock: {'up to date' if report.fresh else 'STALE (run ff lock)'}; store: "
+               f"{_size(report.store_bytes)} at {context.store.root}")
+
+
+@cli.command()
+@click.pass_context
+def verify(ctx: click.Context) -> None:
+    """Re-hash the whole store and re-check manifest signatures."""
+    from ffstore.verify import verify as do_verify
+
+    context = _context(ctx, need_project=False)
+    trusted = context._project.trusted if context._project else None
+    report = do_verify(context.store, trusted)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    if report.problems:
+        raise FFError(f"{len(report.problems)} problem(s) in the store; run `ff sync` to re-fetch")
+    _say(ctx, f"ok: {report.blobs_checked} blobs and {report.manifests_checked} manifests verified")
+
+
+@cli.command()
+@click.pass_context
+def config(ctx: click.Context) -> None:
+    """Show every effective setting and where it came from."""
+    from ffstore.settings import BY_NAME
+
+    context = _context(ctx, need_project=False)
+    click.echo(f"{'project':<20} {context.project_root or '(none)'}")
+    for name, resolved in context.settings.items():
+        click.echo(f"{name:<20} {resolved.value!s:<40} ({resolved.source}; {BY_NAME[name].help})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of raising."""
+    try:
+        cli.main(args=argv, prog_name="ff", standalone_mode=False)
+    except FFError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except OSError as exc:
+        click.echo(f"error: {exc.strerror or exc} ({exc.filename or 'no file'})", err=True)
+        return 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+

@@ -1,0 +1,91 @@
+"""What a command works on: the project (if any), the resolved settings, the local
+store and lazily opened, verified registries. Built once per command by the CLI or
+by a program using ff as a library."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ffstore import settings as settings_mod
+from ffstore.catalog import Catalog
+from ffstore.errors import InputError
+from ffstore.generations import History
+from ffstore.lockfile import Lock, read_lock
+from ffstore.project import Project, find_project_root, load_project
+from ffstore.store import Store
+
+
+@dataclass
+class Context:
+    settings: dict[str, settings_mod.Resolved]
+    store: Store
+    project_root: Path | None
+    _project: Project | None = None
+    _catalogs: dict[str, Catalog] = field(default_factory=dict)
+
+    def setting(self, name: str) -> Any:
+        return self.settings[name].value
+
+    @property
+    def project(self) -> Project:
+        if self._project is None:
+            if self.project_root is None:
+                raise InputError("this command needs a project: run it in a directory with "
+                                 "facefusion.toml or pass --project DIR")
+            self._project = load_project(self.project_root)
+        return self._project
+
+    @property
+    def history(self) -> History:
+        return History(self.store.projects_dir, self.project.root)
+
+    def read_lock(self) -> Lock | None:
+        return read_lock(self.project.lock_path)
+
+    def require_lock(self) -> Lock:
+        lock = self.read_lock()
+        if lock is None:
+            raise InputError(f"{self.project.lock_path} does not exist; run `ff lock` first")
+        return lock
+
+    def catalog(self, registry_name: str) -> Catalog:
+        if registry_name not in self._catalogs:
+            from ffstore.registry import TransferOptions, open_registry
+
+            config = self.project.registries.get(registry_name)
+            if config is None:
+                raise InputError(f"registry {registry_name!r} is not in [registries] of "
+                                 "facefusion.toml")
+            options = TransferOptions(self.setting("http_timeout"), self.setting("http_retries"),
+                                      self.store.root / "partial")
+            registry = open_registry(config, self.project.root, options)
+            self._catalogs[registry_name] = Catalog(config, registry, self.project.trusted,
+                                                    self.store)
+        return self._catalogs[registry_name]
+
+
+def open_context(project_dir: Path | None = None, flags: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None, need_project: bool = True) -> Context:
+    """Find the project (walking up from the current directory unless one is given),
+    then resolve settings flag > env > toml > default."""
+    environ = os.environ if environ is None else environ
+    root: Path | None = None
+    chosen = project_dir or (Path(environ["FF_PROJECT"]) if environ.get("FF_PROJECT") else None)
+    if chosen is not None:
+        root = chosen.resolve()
+        if not (root / "facefusion.toml").is_file() and need_project:
+            raise InputError(f"no facefusion.toml in {root}")
+    elif need_project:
+        root = find_project_root(Path.cwd())
+    else:
+        try:
+            root = find_project_root(Path.cwd())
+        except InputError:
+            root = None
+    project = load_project(root) if root is not None and (root / "facefusion.toml").is_file() \
+        else None
+    resolved = settings_mod.resolve(flags or {}, environ, project.settings if project else {})
+    store = Store(Path(resolved["home"].value))
+    return Context(resolved, store, root, project)

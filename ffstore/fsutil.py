@@ -1,0 +1,82 @@
+"""Crash-safe file primitives. Every write in ff goes through here: a temp file in
+the destination's directory, fsync, rename, fsync of the directory. A reader (or a
+process killed half-way) therefore sees either the old file or the new one, never a
+mix."""
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+TEMP_PREFIX = ".ff-tmp-"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[BinaryIO, Path]]:
+    """A temp file in `directory` (same filesystem, so the final rename is atomic).
+    The file is removed if the block raises; a SIGKILL leaves it behind under a name
+    that `sweep_temp_files` recognises."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle, path
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def commit(handle: BinaryIO, temp: Path, destination: Path, mode: int | None = None) -> None:
+    """Flush and fsync `handle`, then rename `temp` over `destination`."""
+    handle.flush()
+    os.fsync(handle.fileno())
+    if mode is not None:
+        os.chmod(temp, mode)
+    os.replace(temp, destination)
+    fsync_dir(destination.parent)
+
+
+def atomic_write(destination: Path, data: bytes, mode: int | None = None) -> None:
+    with temp_file(destination.parent) as (handle, temp):
+        handle.write(data)
+        commit(handle, temp, destination, mode)
+
+
+def sweep_temp_files(directory: Path) -> None:
+    """Remove temp files left by killed processes. Only files not touched for a while
+    are removed, so a concurrent writer's live temp file is left alone."""
+    if not directory.is_dir():
+        return
+    import time
+
+    cutoff = time.time() - 3600
+    for entry in directory.iterdir():
+        if entry.name.startswith(TEMP_PREFIX):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """An advisory lock (flock) that the kernel drops when the process dies, so a
+    killed `ff` never leaves the store locked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

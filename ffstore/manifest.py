@@ -1,0 +1,229 @@
+"""Manifests: one per model version, canonical JSON, identified by the digest of its
+bytes, signed separately (so adding a signature does not change its identity).
+
+A manifest is the unit of trust: it binds a model name and version to exact file
+digests and sizes and to the ONNX input/output contract the runtime checks before
+loading. Everything read from outside is validated here before use.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from ffstore import signing
+from ffstore.canonical import canonical_bytes, parse_json_object
+from ffstore.digests import check_digest, digest_bytes
+from ffstore.errors import InputError, VerificationError
+from ffstore.modules import check_module_kind
+
+MANIFEST_TYPE = "ff-manifest"
+SPEC = 1
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_model_name(name: object) -> str:
+    if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
+        raise InputError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-'")
+    return name
+
+
+def normalize_version(version: object, where: str = "version") -> str:
+    """PEP 440 normal form, so `1.2` and `1.2.0` cannot name two different releases."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return str(Version(str(version)))
+    except InvalidVersion:
+        raise InputError(f"{where}: {version!r} is not a valid version (PEP 440, e.g. 1.2.0)") from None
+
+
+def check_relative_path(path: object, where: str) -> str:
+    """Refuse any path that could land outside the model's directory when the files
+    are laid out on disk: absolute, `..`, backslashes, empty or `.` components."""
+    if not isinstance(path, str) or not path:
+        raise VerificationError(f"{where}: file path {path!r} is empty or not a string")
+    pure = PurePosixPath(path)
+    parts = path.split("/")
+    if (pure.is_absolute() or "\\" in path or path.startswith("~") or "\x00" in path
+            or any(part in ("", ".", "..") for part in parts) or re.match(r"^[A-Za-z]:", path)):
+        raise VerificationError(f"{where}: file path {path!r} escapes the model directory")
+    return path
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    digest: str
+    size: int
+    onnx: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"path": self.path, "digest": self.digest, "size": self.size}
+        if self.onnx is not None:
+            entry["onnx"] = self.onnx
+        return entry
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    version: str
+    module: str
+    files: tuple[FileEntry, ...]
+    requires_ff: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": MANIFEST_TYPE,
+            "spec": SPEC,
+            "model": self.model,
+            "version": self.version,
+            "module": self.module,
+            "requires": {"ff": self.requires_ff},
+            "files": [entry.to_json() for entry in self.files],
+        }
+
+    def canonical(self) -> bytes:
+        return canonical_bytes(self.to_json())
+
+    @property
+    def digest(self) -> str:
+        return digest_bytes(self.canonical())
+
+    @property
+    def main_file(self) -> FileEntry:
+        """The file a runtime loads: the first ONNX file (others are external data)."""
+        return next((entry for entry in self.files if entry.onnx is not None), self.files[0])
+
+    def admits_ff(self, ff_version: str) -> bool:
+        from packaging.specifiers import SpecifierSet
+
+        return SpecifierSet(self.requires_ff).contains(ff_version, prereleases=True)
+
+
+def _io_list(value: object, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise VerificationError(f"{where} must be a list")
+    for item in value:
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str)
+                and isinstance(item.get("shape"), list) and isinstance(item.get("dtype"), str)):
+            raise VerificationError(f"{where} entries need name, shape and dtype")
+    return value
+
+
+def parse_manifest(data: bytes, expected_digest: str | None = None) -> Manifest:
+    """Parse and validate manifest bytes. With `expected_digest` the bytes must hash to
+    it, which is how a manifest fetched from an untrusted place is pinned."""
+    actual = digest_bytes(data)
+    if expected_digest is not None and actual != expected_digest:
+        raise VerificationError(f"manifest {expected_digest} was tampered with: its bytes hash "
+                                f"to {actual}")
+    where = f"manifest {actual}"
+    try:
+        doc = parse_json_object(data, where)
+    except ValueError as exc:
+        raise VerificationError(str(exc)) from None
+    if doc.get("type") != MANIFEST_TYPE or doc.get("spec") != SPEC:
+        raise VerificationError(f"{where} is not an ff manifest of spec {SPEC}")
+    try:
+        requires = doc.get("requires") or {}
+        requires_ff = requires.get("ff", "") if isinstance(requires, dict) else None
+        _check_specifier(requires_ff, where)
+        files_doc = doc.get("files")
+        if not isinstance(files_doc, list) or not files_doc:
+            raise VerificationError(f"{where} lists no files")
+        files = []
+        seen: set[str] = set()
+        for item in files_doc:
+            if not isinstance(item, dict):
+                raise VerificationError(f"{where} has a malformed file entry")
+            path = check_relative_path(item.get("path"), where)
+            if path in seen:
+                raise VerificationError(f"{where} lists {path!r} twice")
+            seen.add(path)
+            size = item.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise VerificationError(f"{where}: {path} has an invalid size")
+            onnx = item.get("onnx")
+            if onnx is not None:
+                if not isinstance(onnx, dict):
+                    raise VerificationError(f"{where}: {path} has a malformed onnx contract")
+                _io_list(onnx.get("inputs"), f"{where}: {path} inputs")
+                _io_list(onnx.get("outputs"), f"{where}: {path} outputs")
+            files.append(FileEntry(path, check_digest(item.get("digest"), f"{where}: {path}"),
+                                   size, onnx))
+        manifest = Manifest(
+            model=check_model_name(doc.get("model")),
+            version=normalize_version(doc.get("version"), where),
+            module=check_module_kind(doc.get("module"), where),
+            files=tuple(files),
+            requires_ff=str(requires_ff),
+        )
+    except InputError as exc:
+        raise VerificationError(str(exc)) from None
+    if manifest.canonical() != data:
+        raise VerificationError(f"{where} is not in canonical form")
+    return manifest
+
+
+def _check_specifier(spec: object, where: str) -> None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        SpecifierSet(str(spec)) if isinstance(spec, str) else None
+    except InvalidSpecifier:
+        raise VerificationError(f"{where}: requires.ff {spec!r} is not a version range") from None
+    if not isinstance(spec, str):
+        raise VerificationError(f"{where}: requires.ff must be a string")
+
+
+# --- signatures -----------------------------------------------------------------
+
+
+def signature_document(signatures: dict[str, str]) -> bytes:
+    return canonical_bytes({"signatures": [{"keyid": key, "sig": sig}
+                                           for key, sig in sorted(signatures.items())]})
+
+
+def parse_signatures(data: bytes | None, what: str) -> dict[str, str]:
+    """Signature documents are unauthenticated; malformed ones count as no signatures
+    rather than an error, because each signature is checked on its own anyway."""
+    if not data:
+        return {}
+    try:
+        doc = parse_json_object(data, what)
+    except ValueError:
+        return {}
+    result: dict[str, str] = {}
+    for item in doc.get("signatures") or []:
+        if isinstance(item, dict) and isinstance(item.get("keyid"), str) and isinstance(
+                item.get("sig"), str):
+            result[item["keyid"]] = item["sig"]
+    return result
+
+
+def sign_manifest(key: signing.SigningKey, digest: str) -> str:
+    return key.sign(signing.MANIFEST_CONTEXT, digest.encode())
+
+
+def valid_signers(digest: str, signatures: dict[str, str]) -> list[str]:
+    return sorted(key for key, sig in signatures.items()
+                  if signing.verify(key, sig, signing.MANIFEST_CONTEXT, digest.encode()))
+
+
+def require_trusted(manifest: Manifest, digest: str, signatures: dict[str, str],
+                    trusted: frozenset[str]) -> list[str]:
+    """Return the trusted keys that validly signed the manifest, or refuse it with an
+    error that names who did sign, so the user knows which key to trust or reject."""
+    signers = valid_signers(digest, signatures)
+    good = [key for key in signers if key in trusted]
+    if good:
+        return good
+    label = f"{manifest.model} {manifest.version} (manifest {digest})"
+    if signers:
+        raise VerificationError(f"{label} is signed only by untrusted key(s) {', '.join(signers)}; "
+                                "add the key to [trust] keys in facefusion.toml if you trust it")
+    if signatures:
+        raise VerificationError(f"{label} has invalid signatures (by {', '.join(sorted(signatures))})")
+    raise VerificationError(f"{label} is not signed; ask the publisher to sign it")

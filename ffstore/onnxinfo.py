@@ -1,0 +1,510 @@
+"""Read an ONNX model's input/output signature without onnx, onnxruntime or numpy.
+
+When a model is published, the store records each ONNX file's input and output
+names, shapes and dtypes in the signed manifest: that is the compatibility
+contract lockfiles and the runtime check against. The store's verbs must start
+fast and must not pull in heavy native packages, and models can be well over a
+gigabyte, so this module reads the protobuf wire format itself and touches only
+the few bytes it needs:
+
+* every length-delimited field it does not need (nodes, ``raw_data``, packed
+  ``float_data`` ...) is skipped by moving the file position, never read, so
+  memory use and bytes read stay small whatever the size of the weights;
+* every length and varint is checked against the end of its enclosing message
+  (and so against the file size) before anything is read or allocated, so a
+  truncated or garbage file raises :class:`ValueError` quickly instead of
+  hanging or allocating huge buffers;
+* only the ``.onnx`` file is opened; tensors stored as external data are just
+  ``TensorProto`` records whose ``name`` we need, so external-data models work.
+
+Field numbers follow ``onnx.proto`` (checked against onnx 1.23):
+
+* ModelProto: ir_version=1, graph=7, opset_import=8
+* OperatorSetIdProto: domain=1, version=2
+* GraphProto: node=1, initializer=5, input=11, output=12, sparse_initializer=15
+* SparseTensorProto: values=1 (a TensorProto)
+* TensorProto: name=8
+* ValueInfoProto: name=1, type=2
+* TypeProto: tensor_type=1; other members of its ``value`` oneof are
+  sequence_type=4, map_type=5, opaque_type=7, sparse_tensor_type=8,
+  optional_type=9
+* TypeProto.Tensor: elem_type=1, shape=2
+* TensorShapeProto: dim=1; Dimension: dim_value=1, dim_param=2
+
+This is a reader, not a validator: sub-messages it skips (nodes, weights,
+non-tensor types) are not checked, so a file it accepts may still be refused by
+onnx or onnxruntime. Conversely it is stricter than protobuf in a few places
+(a known field with the wrong wire type, a string that is not UTF-8), because
+those only happen in garbage. Protobuf merge semantics are honoured where they
+can matter: a later scalar replaces an earlier one, repeated fields append, an
+embedded message that appears twice is merged, and int32 fields are truncated to
+32 bits, so an accepted file gives exactly what ``onnx.load`` would see.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import BinaryIO, TypedDict
+
+__all__ = ["DTYPE_NAMES", "OnnxIO", "TensorSpec", "read_io"]
+
+
+class TensorSpec(TypedDict):
+    """One graph input or output as recorded in the manifest.
+
+    ``shape`` holds an ``int`` for a fixed dimension (``dim_value``), a ``str``
+    for a symbolic one (``dim_param``, e.g. ``"batch"``) and ``None`` for a
+    dimension that names neither. An unknown rank and a scalar both give ``[]``.
+    """
+
+    name: str
+    shape: list[int | str | None]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class OnnxIO:
+    """The parts of an ONNX model that form its compatibility contract.
+
+    ``inputs`` excludes graph inputs that are also initializers: older
+    exporters list every weight as an input, but a caller never feeds those.
+    ``opset`` is the version of the default operator domain (``""`` or
+    ``"ai.onnx"``), or ``None`` when the model declares no such import.
+    """
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    opset: int | None
+    ir_version: int
+
+
+#: TensorProto.DataType number -> dtype name. Names are numpy's (and, beyond
+#: numpy, ml_dtypes', as ``onnx.helper.tensor_dtype_to_np_dtype`` gives them),
+#: except STRING, which numpy would only call "object".
+DTYPE_NAMES: dict[int, str] = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    14: "complex64",
+    15: "complex128",
+    16: "bfloat16",
+    17: "float8_e4m3fn",
+    18: "float8_e4m3fnuz",
+    19: "float8_e5m2",
+    20: "float8_e5m2fnuz",
+    21: "uint4",
+    22: "int4",
+    23: "float4_e2m1fn",
+    24: "float8_e8m0fnu",
+    25: "uint2",
+    26: "int2",
+    27: "float6_e2m3fn",
+    28: "float6_e3m2fn",
+}
+
+# Wire types (protobuf encoding spec).
+_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
+
+# Bytes fetched per refill. Small, because after every skipped weight the next
+# read starts somewhere new; a page is what the OS would fetch anyway.
+_CHUNK = 4096
+# No real ONNX name, dim_param or domain comes near this; refusing longer ones
+# keeps a garbage length from making us allocate most of a huge file.
+_MAX_STRING = 1 << 20
+_MAX_FIELD = (1 << 29) - 1
+_U64 = (1 << 64) - 1
+
+# TypeProto oneof members other than tensor_type: any of them makes the type
+# "not a dense tensor" (last member seen wins, as with any protobuf oneof).
+_TYPEPROTO_OTHER_VALUES = frozenset({4, 5, 7, 8, 9})
+
+
+class _Malformed(Exception):
+    """Internal: the bytes are not a well-formed ModelProto; read_io adds the file name."""
+
+
+class _Reader:
+    """Random-access protobuf reader over a file, with a small read-ahead window.
+
+    It keeps one window of at most a few KiB; skipping a field only moves
+    ``pos``, so skipped bytes are never read. ``bytes_read`` is kept for tests
+    and diagnostics.
+    """
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self.size = size
+        self.pos = 0
+        self._buf = b""
+        self._bstart = 0
+        self.bytes_read = 0
+
+    def _window(self, pos: int, n: int) -> None:
+        """Make the window cover [pos, pos + n), clipped to the file size."""
+        n = min(n, self.size - pos)
+        if self._bstart <= pos and pos + n <= self._bstart + len(self._buf):
+            return
+        want = min(max(n, _CHUNK), self.size - pos)
+        self._f.seek(pos)
+        parts: list[bytes] = []
+        got = 0
+        while got < want:
+            part = self._f.read(want - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        self.bytes_read += got
+        if got < n:
+            # The file shrank under us after we took its size.
+            raise _Malformed(f"file ends at offset {pos + got} while reading")
+        self._buf = b"".join(parts)
+        self._bstart = pos
+
+    def varint(self, end: int) -> int:
+        """Decode a varint at ``pos`` that must finish before ``end`` (max 10 bytes)."""
+        pos = self.pos
+        i = pos - self._bstart
+        buf = self._buf
+        # Fast path: most varints (tags, short lengths) are one byte already in the window.
+        if pos < end and 0 <= i < len(buf):
+            b = buf[i]
+            if b < 0x80:
+                self.pos = pos + 1
+                return b
+        self._window(pos, 10)
+        buf = self._buf
+        i = pos - self._bstart
+        limit = min(end, pos + 10)
+        result = 0
+        shift = 0
+        while True:
+            if pos >= limit:
+                if pos >= end:
+                    raise _Malformed(f"varint at offset {self.pos} runs past its message")
+                raise _Malformed(f"varint at offset {self.pos} is longer than 10 bytes")
+            b = buf[i]
+            i += 1
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        self.pos = pos
+        return result & _U64
+
+    def int64(self, end: int) -> int:
+        """Decode an int64 varint (negative values are 10-byte two's complement)."""
+        v = self.varint(end)
+        return v - (1 << 64) if v >= 1 << 63 else v
+
+    def int32(self, end: int) -> int:
+        """Decode an int32 varint, truncating to 32 bits as protobuf parsers do."""
+        v = self.varint(end) & 0xFFFFFFFF
+        return v - (1 << 32) if v >= 1 << 31 else v
+
+    def tag(self, end: int) -> tuple[int, int]:
+        """Read a field tag and return (field number, wire type)."""
+        at = self.pos
+        key = self.varint(end)
+        field, wire = key >> 3, key & 7
+        if field == 0 or field > _MAX_FIELD:
+            raise _Malformed(f"invalid field number {field} at offset {at}")
+        return field, wire
+
+    def length(self, end: int) -> int:
+        """Read a length prefix and check the payload fits before ``end``."""
+        at = self.pos
+        n = self.varint(end)
+        if n > end - self.pos:
+            raise _Malformed(
+                f"field at offset {at} claims {n} bytes but only {end - self.pos} remain"
+            )
+        return n
+
+    def string(self, end: int) -> str:
+        """Read a length-delimited UTF-8 string (names, dim_param, domain)."""
+        at = self.pos
+        n = self.length(end)
+        if n > _MAX_STRING:
+            raise _Malformed(f"string at offset {at} is implausibly long ({n} bytes)")
+        self._window(self.pos, n)
+        i = self.pos - self._bstart
+        raw = self._buf[i : i + n]
+        self.pos += n
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Malformed(f"string at offset {at} is not UTF-8") from None
+
+    def skip(self, wire: int, end: int) -> None:
+        """Skip one field's payload without reading it (seek, for LEN fields)."""
+        if wire == _VARINT:
+            self.varint(end)
+            return
+        if wire == _LEN:
+            n = self.length(end)
+        elif wire == _I64:
+            n = 8
+        elif wire == _I32:
+            n = 4
+        else:
+            # Groups (3, 4) are deprecated and never used by onnx.proto; 6, 7 don't exist.
+            raise _Malformed(f"unsupported wire type {wire} at offset {self.pos}")
+        if n > end - self.pos:
+            raise _Malformed(f"field at offset {self.pos} runs past its message")
+        self.pos += n
+
+    def submessage(self, wire: int, end: int, what: str) -> int:
+        """Check ``wire`` is LEN, read the length and return the submessage's end."""
+        if wire != _LEN:
+            raise _Malformed(f"{what} at offset {self.pos} has wire type {wire}, expected 2")
+        n = self.length(end)
+        return self.pos + n
+
+
+def _expect(wire: int, expected: int, what: str, r: _Reader) -> None:
+    """Reject a known field carrying the wrong wire type: a strong sign of garbage."""
+    if wire != expected:
+        raise _Malformed(f"{what} at offset {r.pos} has wire type {wire}, expected {expected}")
+
+
+def _finish(r: _Reader, end: int, what: str) -> None:
+    """A message's last field must end exactly at the message's end."""
+    if r.pos != end:
+        raise _Malformed(f"{what} overruns its length (ends at {r.pos}, expected {end})")
+
+
+class _Value:
+    """Mutable ValueInfoProto state while parsing (protobuf merges repeats into it)."""
+
+    __slots__ = ("dims", "elem_type", "is_tensor", "name")
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.is_tensor = False
+        self.elem_type = 0
+        self.dims: list[int | str | None] = []
+
+    def spec(self) -> TensorSpec:
+        """Turn into the manifest's dict form."""
+        if not self.is_tensor:
+            return {"name": self.name, "shape": [], "dtype": "unknown"}
+        if self.elem_type == 0:
+            dtype = "unknown"
+        else:
+            dtype = DTYPE_NAMES.get(self.elem_type, f"elem_type_{self.elem_type}")
+        return {"name": self.name, "shape": list(self.dims), "dtype": dtype}
+
+
+class _Graph:
+    """What we collect from GraphProto (possibly across several merged occurrences)."""
+
+    def __init__(self) -> None:
+        self.inputs: list[_Value] = []
+        self.outputs: list[_Value] = []
+        self.initializers: set[str] = set()
+
+
+def _parse_dimension(r: _Reader, end: int) -> int | str | None:
+    dim: int | str | None = None
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            _expect(wire, _VARINT, "Dimension.dim_value", r)
+            dim = r.int64(end)
+        elif field == 2:
+            _expect(wire, _LEN, "Dimension.dim_param", r)
+            dim = r.string(end)
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "TensorShapeProto.Dimension")
+    return dim
+
+
+def _parse_shape(r: _Reader, end: int, value: _Value) -> None:
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            sub = r.submessage(wire, end, "TensorShapeProto.dim")
+            value.dims.append(_parse_dimension(r, sub))
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "TensorShapeProto")
+
+
+def _parse_tensor_type(r: _Reader, end: int, value: _Value) -> None:
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            _expect(wire, _VARINT, "TypeProto.Tensor.elem_type", r)
+            value.elem_type = r.int32(end)
+        elif field == 2:
+            _parse_shape(r, r.submessage(wire, end, "TypeProto.Tensor.shape"), value)
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "TypeProto.Tensor")
+
+
+def _parse_type(r: _Reader, end: int, value: _Value) -> None:
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            sub = r.submessage(wire, end, "TypeProto.tensor_type")
+            if not value.is_tensor:
+                # Switching oneof member: start from an empty Tensor.
+                value.is_tensor, value.elem_type, value.dims = True, 0, []
+            _parse_tensor_type(r, sub, value)
+        else:
+            if field in _TYPEPROTO_OTHER_VALUES:
+                value.is_tensor, value.elem_type, value.dims = False, 0, []
+            r.skip(wire, end)
+    _finish(r, end, "TypeProto")
+
+
+def _parse_value_info(r: _Reader, end: int) -> _Value:
+    value = _Value()
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            _expect(wire, _LEN, "ValueInfoProto.name", r)
+            value.name = r.string(end)
+        elif field == 2:
+            _parse_type(r, r.submessage(wire, end, "ValueInfoProto.type"), value)
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "ValueInfoProto")
+    return value
+
+
+def _parse_tensor_name(r: _Reader, end: int) -> str:
+    """Return TensorProto.name, seeking over dims, raw_data, float_data and the rest."""
+    name = ""
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 8:
+            _expect(wire, _LEN, "TensorProto.name", r)
+            name = r.string(end)
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "TensorProto")
+    return name
+
+
+def _parse_sparse_tensor_name(r: _Reader, end: int) -> str:
+    """A sparse initializer is named by its ``values`` tensor."""
+    name = ""
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            sub = r.submessage(wire, end, "SparseTensorProto.values")
+            name = _parse_tensor_name(r, sub) or name
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "SparseTensorProto")
+    return name
+
+
+def _parse_graph(r: _Reader, end: int, graph: _Graph) -> None:
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 5:
+            sub = r.submessage(wire, end, "GraphProto.initializer")
+            graph.initializers.add(_parse_tensor_name(r, sub))
+        elif field == 15:
+            sub = r.submessage(wire, end, "GraphProto.sparse_initializer")
+            graph.initializers.add(_parse_sparse_tensor_name(r, sub))
+        elif field == 11:
+            sub = r.submessage(wire, end, "GraphProto.input")
+            graph.inputs.append(_parse_value_info(r, sub))
+        elif field == 12:
+            sub = r.submessage(wire, end, "GraphProto.output")
+            graph.outputs.append(_parse_value_info(r, sub))
+        elif field == 1:
+            # Nodes are irrelevant to the signature; check the wire type, then seek.
+            _expect(wire, _LEN, "GraphProto.node", r)
+            r.skip(wire, end)
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "GraphProto")
+
+
+def _parse_opset(r: _Reader, end: int) -> tuple[str, int]:
+    domain, version = "", 0
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            _expect(wire, _LEN, "OperatorSetIdProto.domain", r)
+            domain = r.string(end)
+        elif field == 2:
+            _expect(wire, _VARINT, "OperatorSetIdProto.version", r)
+            version = r.int64(end)
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "OperatorSetIdProto")
+    return domain, version
+
+
+def _parse_model(r: _Reader) -> OnnxIO:
+    end = r.size
+    ir_version: int | None = None
+    opset: int | None = None
+    graph: _Graph | None = None
+    while r.pos < end:
+        field, wire = r.tag(end)
+        if field == 1:
+            _expect(wire, _VARINT, "ModelProto.ir_version", r)
+            ir_version = r.int64(end)
+        elif field == 7:
+            sub = r.submessage(wire, end, "ModelProto.graph")
+            if graph is None:
+                graph = _Graph()
+            _parse_graph(r, sub, graph)
+        elif field == 8:
+            sub = r.submessage(wire, end, "ModelProto.opset_import")
+            domain, version = _parse_opset(r, sub)
+            if domain in ("", "ai.onnx"):
+                opset = version
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "ModelProto")
+    if ir_version is None or ir_version < 1:
+        raise _Malformed("no ir_version (not an ONNX ModelProto)")
+    if graph is None:
+        raise _Malformed("no graph (not an ONNX ModelProto)")
+    inputs = [v.spec() for v in graph.inputs if v.name not in graph.initializers]
+    outputs = [v.spec() for v in graph.outputs]
+    return OnnxIO(inputs=inputs, outputs=outputs, opset=opset, ir_version=ir_version)
+
+
+def read_io(path: str | os.PathLike[str]) -> OnnxIO:
+    """Read the input/output signature, opset and IR version of the ONNX file at ``path``.
+
+    Reads only the ``.onnx`` file (external data is never opened) and only a few
+    KiB of it, whatever the size of the weights.
+
+    Raises:
+        ValueError: the file is empty, truncated or not an ONNX ModelProto; the
+            one-line message names the file.
+        OSError: the file cannot be opened or read.
+    """
+    shown = os.fspath(path)
+    with open(path, "rb", buffering=0) as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            raise ValueError(f"{shown} is not a valid ONNX model: the file is empty")
+        try:
+            return _parse_model(_Reader(f, size))
+        except _Malformed as exc:
+            raise ValueError(f"{shown} is not a valid ONNX model: {exc}") from None

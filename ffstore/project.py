@@ -1,0 +1,145 @@
+"""facefusion.toml: the user-facing contract (registries, trusted keys, and per
+module a model and a version range). Parsed and validated once, here, so every
+command reports the same one-line error for the same mistake."""
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ffstore import signing
+from ffstore.canonical import canonical_bytes
+from ffstore.digests import digest_bytes
+from ffstore.errors import InputError
+from ffstore.manifest import check_model_name
+from ffstore.modules import check_module_kind
+
+TOML_NAME = "facefusion.toml"
+LOCK_NAME = "facefusion.lock"
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    name: str
+    location: str
+    mirrors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    module: str
+    model: str
+    version: str
+    registry: str
+
+    def allows(self, version: str) -> bool:
+        from packaging.specifiers import SpecifierSet
+
+        return SpecifierSet(self.version).contains(version, prereleases=None)
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    registries: dict[str, RegistryConfig]
+    trusted: frozenset[str]
+    modules: dict[str, ModuleSpec]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def toml_path(self) -> Path:
+        return self.root / TOML_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def inputs_hash(self) -> str:
+        """Digest of everything in the toml that decides what gets locked; a lock that
+        records another value is stale."""
+        return digest_bytes(canonical_bytes({
+            "modules": {name: {"model": spec.model, "version": spec.version,
+                               "registry": spec.registry} for name, spec in self.modules.items()},
+            "trust": sorted(self.trusted),
+        }))
+
+    def module(self, name: str) -> ModuleSpec:
+        if name not in self.modules:
+            known = ", ".join(sorted(self.modules)) or "none"
+            raise InputError(f"unknown module {name!r}; modules in {TOML_NAME}: {known}")
+        return self.modules[name]
+
+
+def find_project_root(start: Path) -> Path:
+    for directory in (start, *start.parents):
+        if (directory / TOML_NAME).is_file():
+            return directory
+    raise InputError(f"no {TOML_NAME} in {start} or its parents; create one (see README.md) or "
+                     "pass --project DIR")
+
+
+def load_project(root: Path) -> Project:
+    path = root / TOML_NAME
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist; create it (see README.md)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid TOML ({exc}); fix it and run again") from None
+    return parse_project(root.resolve(), doc, str(path))
+
+
+def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
+    known = {"registries", "trust", "modules", "settings"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise InputError(f"{where}: unknown section(s) {', '.join(unknown)}; expected "
+                         f"{', '.join(sorted(known))}")
+    registries: dict[str, RegistryConfig] = {}
+    for name, value in _table(doc, "registries", where).items():
+        if isinstance(value, str):
+            registries[name] = RegistryConfig(name, value)
+        elif isinstance(value, dict) and isinstance(value.get("url"), str):
+            mirrors = value.get("mirrors", [])
+            if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
+                raise InputError(f"{where}: registries.{name}.mirrors must be a list of URLs")
+            registries[name] = RegistryConfig(name, value["url"], tuple(mirrors))
+        else:
+            raise InputError(f"{where}: registries.{name} must be a path, a URL, or "
+                             "{ url = ..., mirrors = [...] }")
+    keys = _table(doc, "trust", where).get("keys", [])
+    if not isinstance(keys, list):
+        raise InputError(f"{where}: [trust] keys must be a list of key ids")
+    trusted = frozenset(signing.check_key_id(key, f"{where}: [trust] keys") for key in keys)
+    modules: dict[str, ModuleSpec] = {}
+    for name, value in _table(doc, "modules", where).items():
+        check_module_kind(name, f"{where}: [modules]")
+        if not isinstance(value, dict) or not isinstance(value.get("model"), str):
+            raise InputError(f'{where}: modules.{name} must be {{ model = "...", version = "..." }}')
+        version = value.get("version", "")
+        _check_range(version, f"{where}: modules.{name}.version")
+        registry = value.get("registry", "default")
+        if registry not in registries:
+            raise InputError(f"{where}: modules.{name} uses registry {registry!r}, which is not "
+                             "in [registries]")
+        modules[name] = ModuleSpec(name, check_model_name(value["model"]), version, registry)
+    return Project(root, registries, trusted, modules, _table(doc, "settings", where))
+
+
+def _check_range(spec: object, where: str) -> None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    if not isinstance(spec, str):
+        raise InputError(f"{where} must be a string such as \">=1.1,<2\"")
+    try:
+        SpecifierSet(spec)
+    except InvalidSpecifier:
+        raise InputError(f"{where}: {spec!r} is not a version range (PEP 440, e.g. \">=1.1,<2\")"
+                         ) from None

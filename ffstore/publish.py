@@ -1,0 +1,173 @@
+"""Writing to a registry directory: `ff publish` and `ff import`.
+
+Order matters for crash safety: blobs first, then the manifest and its signatures,
+then the index last. A publish killed at any point leaves the previous index, so
+readers never see a version whose files are not all there."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ffstore import fsutil
+from ffstore.blobs import BlobStore
+from ffstore.errors import FFError, InputError, VerificationError
+from ffstore.index import Index, VersionEntry, expiry_from_now, parse_index
+from ffstore.manifest import (
+    FileEntry,
+    Manifest,
+    check_model_name,
+    check_relative_path,
+    normalize_version,
+    parse_signatures,
+    sign_manifest,
+    signature_document,
+)
+from ffstore.modules import check_module_kind
+from ffstore.registry import layout
+from ffstore.signing import SigningKey
+
+DEFAULT_REQUIRES_FF = ">=0.1"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    manifest: Manifest
+    bytes_added: int
+    new_version: bool
+    new_signature: bool
+
+
+def _relative_paths(files: list[Path]) -> list[tuple[Path, str]]:
+    """Manifest paths are relative to the files' common directory. Symlinks are
+    refused: what gets signed must be the file that was named, nothing it points at."""
+    for file in files:
+        if file.is_symlink():
+            raise VerificationError(f"{file} is a symlink; publish the file it points to")
+        if not file.is_file():
+            raise InputError(f"{file} is not a file")
+    absolute = [file.absolute() for file in files]
+    base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    result = []
+    for file in absolute:
+        relative = file.relative_to(base).as_posix()
+        result.append((file, check_relative_path(relative, "publish")))
+    if len({rel for _f, rel in result}) != len(result):
+        raise InputError("two files would have the same path in the manifest")
+    return result
+
+
+def _read_index(root: Path) -> Index:
+    path = root / layout.INDEX
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Index()
+    return parse_index(data, str(path))
+
+
+def publish(registry_root: Path, files: list[Path], model: str, version: str, module: str,
+            key: SigningKey, requires_ff: str = DEFAULT_REQUIRES_FF,
+            expiry_days: int = 365) -> PublishResult:
+    """Add a signed model version to a registry directory. Publishing the same bytes
+    again stores nothing; with another key it adds that key's signature."""
+    from ffstore.onnxinfo import read_io
+
+    check_model_name(model)
+    version = normalize_version(version)
+    check_module_kind(module, "--module")
+    if not files:
+        raise InputError("nothing to publish: name at least one file")
+    named = _relative_paths(files)
+    with fsutil.file_lock(registry_root / ".ff-publish.lock"):
+        index = _read_index(registry_root)
+        blobs = BlobStore(registry_root)
+        entries = []
+        added = 0
+        for source, relative in named:
+            onnx = None
+            if relative.endswith(".onnx"):
+                try:
+                    io = read_io(source)
+                except ValueError as exc:
+                    raise InputError(str(exc)) from None
+                onnx = {"inputs": io.inputs, "outputs": io.outputs}
+            stored = blobs.ingest_file(source)
+            added += stored.size if stored.added else 0
+            entries.append(FileEntry(relative, stored.digest, stored.size, onnx))
+        manifest = Manifest(model, version, module, tuple(entries), requires_ff)
+        digest = manifest.digest
+        existing = index.models.get(model, {}).get(version)
+        if existing is not None and existing.manifest != digest:
+            raise FFError(f"{model} {version} is already published with other content (manifest "
+                          f"{existing.manifest}); versions are immutable, publish a new version")
+        manifest_path = registry_root / layout.manifest(digest)
+        if not manifest_path.exists():
+            fsutil.atomic_write(manifest_path, manifest.canonical(), mode=0o444)
+        signature_path = registry_root / layout.signatures(digest)
+        signatures = parse_signatures(signature_path.read_bytes() if signature_path.exists()
+                                      else None, str(signature_path))
+        new_signature = key.key_id not in signatures
+        if new_signature:
+            signatures[key.key_id] = sign_manifest(key, digest)
+            fsutil.atomic_write(signature_path, signature_document(signatures), mode=0o644)
+        if existing is None or new_signature or key.key_id not in index.signatures:
+            index.models.setdefault(model, {})[version] = VersionEntry(digest, module)
+            write_index(registry_root, index, key, expiry_days)
+    return PublishResult(manifest, added, existing is None, new_signature)
+
+
+def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days: int) -> None:
+    """Bump the version (it must only grow), renew the expiry, sign, write."""
+    index.version += 1
+    index.expires = expiry_from_now(expiry_days)
+    index.sign(key)
+    fsutil.atomic_write(registry_root / layout.INDEX, index.to_bytes(), mode=0o644)
+
+
+# FaceFusion's model file names start with their family; the family says the module.
+_FAMILIES = {
+    "face_detector": ("retinaface", "scrfd", "yoloface", "yunet"),
+    "face_landmarker": ("2dfan4", "peppa_wutz", "fan_68_5"),
+    "face_recognizer": ("arcface",),
+    "face_swapper": ("inswapper", "simswap", "blendswap", "ghost", "uniface", "hififace",
+                     "hyperswap"),
+    "face_enhancer": ("gfpgan", "codeformer", "gpen", "restoreformer"),
+    "face_masker": ("xseg", "dfl_xseg", "bisenet"),
+    "face_classifier": ("fairface",),
+    "frame_enhancer": ("real_esrgan", "real_hatgan", "real_web_photo", "span_kendata",
+                       "ultra_sharp", "lsdir", "nomos", "clear_reality"),
+    "frame_colorizer": ("ddcolor", "deoldify"),
+    "lip_syncer": ("wav2lip",),
+    "age_modifier": ("styleganex",),
+    "expression_restorer": ("live_portrait",),
+}
+
+
+def module_for_model_file(name: str) -> str | None:
+    lowered = name.lower()
+    for module, families in _FAMILIES.items():
+        if lowered.startswith(families):
+            return module
+    return None
+
+
+def import_facefusion(source: Path, registry_root: Path, key: SigningKey, version: str,
+                      expiry_days: int = 365) -> tuple[list[PublishResult], list[str]]:
+    """Publish every model of a FaceFusion models folder (`.assets/models/*.onnx`)
+    as a signed version; returns what was published and the files skipped."""
+    folder = source / ".assets" / "models" if (source / ".assets" / "models").is_dir() else source
+    models = sorted(folder.glob("*.onnx"))
+    if not models:
+        raise InputError(f"no .onnx files in {folder}; point ff import at a FaceFusion "
+                         "directory (with .assets/models) or at its models folder")
+    results, skipped = [], []
+    for path in models:
+        module = module_for_model_file(path.stem)
+        if module is None:
+            skipped.append(f"{path.name} (unknown model family)")
+            continue
+        model = path.stem
+        companions = sorted(p for p in folder.glob(f"{path.name}.*") if p.suffix != ".hash")
+        results.append(publish(registry_root, [path, *companions], model, version, module, key,
+                               expiry_days=expiry_days))
+    return results, skipped

@@ -1,0 +1,35 @@
+"""What the resolver and sync need from any registry, whatever its transport."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ffstore.blobs import BlobStore
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """Network behaviour, from the resolved settings."""
+
+    timeout: float = 30.0
+    retries: int = 4
+    partial_dir: Path | None = None  # where interrupted downloads wait to be resumed
+
+
+class Registry(Protocol):
+    location: str
+
+    def read_index(self) -> bytes:
+        """The raw signed index; callers verify it."""
+
+    def read_manifest(self, digest: str) -> bytes:
+        """Raw manifest bytes; callers check them against the digest."""
+
+    def read_signatures(self, digest: str) -> bytes | None:
+        """The manifest's signature document, or None when there is none."""
+
+    def fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
+        """Put the blob into `store`, verified against digest and size."""

@@ -1,0 +1,96 @@
+"""Every tunable setting, resolved in one place with one precedence:
+command-line flag > FF_* environment variable > [settings] in facefusion.toml >
+built-in default. `ff config` prints the result with where each value came from."""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ffstore.errors import InputError
+
+
+def _default_home() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "ff")
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _provider(value: Any) -> str:
+    text = str(value).lower()
+    if text not in ("auto", "cpu", "cuda", "tensorrt"):
+        raise ValueError("must be auto, cpu, cuda or tensorrt")
+    return text
+
+
+def _seconds(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    parse: Callable[[Any], Any]
+    default: Callable[[], Any]
+    in_toml: bool
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", "FF_HOME", lambda v: str(Path(str(v)).expanduser()), _default_home, False,
+            "the local store (blobs, manifests, keys, generations)"),
+    Setting("jobs", "FF_JOBS", _positive_int, lambda: 4, True, "parallel blob transfers"),
+    Setting("gc_keep", "FF_GC_KEEP", _positive_int, lambda: 3, True,
+            "generations per module that `ff gc` keeps"),
+    Setting("execution_provider", "FF_EXECUTION_PROVIDER", _provider, lambda: "auto", True,
+            "onnxruntime execution provider for `ff swap`"),
+    Setting("http_timeout", "FF_HTTP_TIMEOUT", _seconds, lambda: 30.0, True,
+            "seconds without progress before an HTTP transfer is retried"),
+    Setting("http_retries", "FF_HTTP_RETRIES", _positive_int, lambda: 4, True,
+            "attempts per HTTP request before giving up"),
+    Setting("index_expiry_days", "FF_INDEX_EXPIRY_DAYS", _positive_int, lambda: 365, True,
+            "how long an index signed by `ff publish` stays valid"),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    value: Any
+    source: str
+
+
+def resolve(flags: Mapping[str, Any], environ: Mapping[str, str],
+            toml_settings: Mapping[str, Any]) -> dict[str, Resolved]:
+    unknown = sorted(set(toml_settings) - {s.name for s in SETTINGS if s.in_toml})
+    if unknown:
+        raise InputError(f"facefusion.toml: unknown setting(s) {', '.join(unknown)} in [settings]; "
+                         f"known: {', '.join(s.name for s in SETTINGS if s.in_toml)}")
+    result = {}
+    for setting in SETTINGS:
+        if flags.get(setting.name) is not None:
+            raw, source = flags[setting.name], "flag"
+        elif environ.get(setting.env):
+            raw, source = environ[setting.env], f"env {setting.env}"
+        elif setting.in_toml and setting.name in toml_settings:
+            raw, source = toml_settings[setting.name], "facefusion.toml"
+        else:
+            result[setting.name] = Resolved(setting.default(), "default")
+            continue
+        try:
+            result[setting.name] = Resolved(setting.parse(raw), source)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"setting {setting.name} from {source}: {raw!r} is invalid ({exc})"
+                             ) from None
+    return result

@@ -1,0 +1,118 @@
+"""The user's local store (FF_HOME): blobs plus the verified manifests and
+signatures that describe them, materialised model directories, keys, per-project
+history, and what this machine remembers about registries."""
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ffstore import fsutil
+from ffstore.blobs import BlobStore
+from ffstore.digests import hex_part
+from ffstore.errors import FFError
+from ffstore.manifest import Manifest, parse_manifest, parse_signatures
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = BlobStore(root)
+        self.key_dir = root / "keys"
+        self.projects_dir = root / "projects"
+        self._manifest_dir = root / "manifests" / "sha256"
+        self._signature_dir = root / "signatures" / "sha256"
+        self._view_dir = root / "views" / "sha256"
+        self._state_file = root / "state" / "registries.json"
+
+    @contextlib.contextmanager
+    def using(self, exclusive: bool = False) -> Iterator[None]:
+        """Readers and writers hold the store lock shared; `ff gc` holds it exclusive,
+        so it never deletes a blob a concurrent sync is about to reference."""
+        with fsutil.file_lock(self.root / "locks" / "store.lock", shared=not exclusive):
+            if exclusive:
+                self.blobs.sweep()
+            yield
+
+    # --- manifests ------------------------------------------------------------
+
+    def manifest_path(self, digest: str) -> Path:
+        return self._manifest_dir / f"{hex_part(digest)}.json"
+
+    def has_manifest(self, digest: str) -> bool:
+        return self.manifest_path(digest).is_file()
+
+    def save_manifest(self, digest: str, data: bytes, signatures: bytes | None) -> None:
+        fsutil.atomic_write(self._signature_dir / f"{hex_part(digest)}.json", signatures or b"",
+                            mode=0o644)
+        if not self.has_manifest(digest):
+            fsutil.atomic_write(self.manifest_path(digest), data, mode=0o444)
+
+    def load_manifest(self, digest: str) -> tuple[Manifest, dict[str, str]]:
+        """A stored manifest, re-checked against its digest (the store is a cache, not
+        a root of trust), with its signatures."""
+        try:
+            data = self.manifest_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise FFError(f"manifest {digest} is not in the store; run `ff sync`") from None
+        manifest = parse_manifest(data, digest)
+        sig_path = self._signature_dir / f"{hex_part(digest)}.json"
+        try:
+            signatures = parse_signatures(sig_path.read_bytes(), str(sig_path))
+        except FileNotFoundError:
+            signatures = {}
+        return manifest, signatures
+
+    def manifest_digests(self) -> list[str]:
+        if not self._manifest_dir.is_dir():
+            return []
+        return sorted(f"sha256:{p.stem}" for p in self._manifest_dir.glob("*.json"))
+
+    def remove_manifest(self, digest: str) -> None:
+        self.manifest_path(digest).unlink(missing_ok=True)
+        (self._signature_dir / f"{hex_part(digest)}.json").unlink(missing_ok=True)
+        view = self._view_dir / hex_part(digest)
+        if view.is_dir():
+            for entry in sorted(view.rglob("*"), reverse=True):
+                entry.rmdir() if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            view.rmdir()
+
+    # --- views ----------------------------------------------------------------
+
+    def view(self, manifest: Manifest) -> Path:
+        """A directory holding the model's files under their manifest paths (hard links
+        to the blobs), so an ONNX file finds its external data beside it."""
+        directory = self._view_dir / hex_part(manifest.digest)
+        for entry in manifest.files:
+            target = directory / entry.path
+            if target.is_file() and not target.is_symlink() and os.path.samefile(
+                    target, self.blobs.path(entry.digest)):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.parent / f"{fsutil.TEMP_PREFIX}{target.name}"
+            temp.unlink(missing_ok=True)
+            os.link(self.blobs.path(entry.digest), temp)
+            os.replace(temp, target)
+        return directory
+
+    # --- registry freshness memory ---------------------------------------------
+
+    def _registry_state(self) -> dict[str, int]:
+        try:
+            value = json.loads(self._state_file.read_text())
+            return value if isinstance(value, dict) else {}
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def seen_index_version(self, registry: str) -> int:
+        return int(self._registry_state().get(registry, 0))
+
+    def remember_index_version(self, registry: str, version: int) -> None:
+        with fsutil.file_lock(self.root / "locks" / "state.lock"):
+            state = self._registry_state()
+            if state.get(registry, 0) >= version:
+                return
+            state[registry] = version
+            fsutil.atomic_write(self._state_file,
+                                json.dumps(state, indent=1, sort_keys=True).encode())

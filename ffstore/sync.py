@@ -1,0 +1,94 @@
+"""Make the local store hold exactly what a lock names, verified: each manifest
+against its digest and a trusted signature, each blob against its digest and size.
+Blobs already present are not re-read, so a sync with nothing to do is instant
+whatever the model sizes; `ff verify` is the command that re-hashes."""
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ffstore.context import Context
+from ffstore.errors import StaleLockError, VerificationError
+from ffstore.lockfile import Lock, LockedModule
+from ffstore.manifest import Manifest, require_trusted
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    modules: int
+    files_fetched: int
+    bytes_fetched: int
+    bytes_total: int
+    stale: bool
+
+
+def check_fresh(context: Context, lock: Lock) -> bool:
+    """True when the lock was made from the current facefusion.toml."""
+    return lock.inputs == context.project.inputs_hash()
+
+
+def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
+    """The manifest a lock entry names, from the store or its registry, checked
+    against the lock's digest, a trusted signature, and the lock's file list."""
+    store = context.store
+    if store.has_manifest(entry.manifest):
+        manifest, signatures = store.load_manifest(entry.manifest)
+        try:
+            require_trusted(manifest, entry.manifest, signatures, context.project.trusted)
+        except VerificationError:
+            # Perhaps signed by a key the registry rotated in: that needs its index.
+            catalog = context.catalog(entry.registry)
+            require_trusted(manifest, entry.manifest, signatures, catalog.trusted)
+    else:
+        manifest, _ = context.catalog(entry.registry).manifest(entry.manifest)
+    if not entry.matches_manifest(manifest):
+        raise VerificationError(
+            f"facefusion.lock disagrees with manifest {entry.manifest} for {entry.module} "
+            f"({entry.model} {entry.version}): the lock was edited by hand; restore it from git or "
+            "run `ff lock`")
+    return manifest
+
+
+def sync_modules(context: Context, entries: Iterable[LockedModule],
+                 progress: Callable[[int], None] | None = None) -> tuple[int, int, int]:
+    """Fetch what is missing for `entries`; returns (files fetched, bytes fetched,
+    bytes in total). Any failure leaves the store as it was, minus nothing."""
+    store = context.store
+    manifests = [(entry, verified_manifest(context, entry)) for entry in entries]
+    missing: dict[str, tuple[LockedModule, int]] = {}
+    total = 0
+    for entry, manifest in manifests:
+        for file in manifest.files:
+            total += file.size
+            if not store.blobs.has(file.digest, file.size):
+                missing[file.digest] = (entry, file.size)
+    tick = progress or (lambda _n: None)
+
+    def fetch(item: tuple[str, tuple[LockedModule, int]]) -> None:
+        digest, (entry, size) = item
+        context.catalog(entry.registry).registry.fetch_blob(digest, size, store.blobs, tick)
+
+    if missing:
+        with ThreadPoolExecutor(max_workers=context.setting("jobs")) as pool:
+            for future in [pool.submit(fetch, item) for item in missing.items()]:
+                future.result()
+    for _entry, manifest in manifests:
+        store.view(manifest)
+    return len(missing), sum(size for _e, size in missing.values()), total
+
+
+def sync(context: Context, locked: bool = False,
+         progress: Callable[[int], None] | None = None) -> SyncReport:
+    lock = context.require_lock()
+    fresh = check_fresh(context, lock)
+    if locked and not fresh:
+        raise StaleLockError("facefusion.lock is stale: facefusion.toml changed since it was "
+                             "locked; run `ff lock` and commit facefusion.lock")
+    with context.store.using():
+        files, fetched, total = sync_modules(context, lock.modules.values(), progress)
+        history = context.history
+        history.register()
+        latest = history.latest()
+        if latest is None or latest.lock_text != lock.render():
+            history.record(lock, "sync (lock changed outside ff)" if latest else "first sync")
+    return SyncReport(len(lock.modules), files, fetched, total, not fresh)

@@ -1,0 +1,54 @@
+"""`ff verify`: re-hash every blob and re-check every stored manifest. A corrupt
+blob is moved to quarantine (with the model views that link to it) so the next
+`ff sync` fetches a good copy instead of trusting the bad one."""
+
+import os
+from dataclasses import dataclass, field
+
+from ffstore import fsutil
+from ffstore.errors import FFError
+from ffstore.manifest import valid_signers
+from ffstore.store import Store
+
+
+@dataclass
+class VerifyReport:
+    blobs_checked: int = 0
+    manifests_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def verify(store: Store, trusted: frozenset[str] | None) -> VerifyReport:
+    report = VerifyReport()
+    with store.using(exclusive=True):
+        corrupt = set()
+        for digest in store.blobs.digests():
+            report.blobs_checked += 1
+            actual = store.blobs.rehash(digest)
+            if actual != digest:
+                corrupt.add(digest)
+                quarantine = store.root / "quarantine"
+                quarantine.mkdir(exist_ok=True)
+                os.replace(store.blobs.path(digest), quarantine / digest.split(":")[1])
+                fsutil.fsync_dir(quarantine)
+                report.problems.append(f"blob {digest} was corrupt (hashes to {actual}); "
+                                       f"moved to {quarantine}")
+        for digest in store.manifest_digests():
+            report.manifests_checked += 1
+            try:
+                manifest, signatures = store.load_manifest(digest)
+            except FFError as exc:
+                store.remove_manifest(digest)
+                report.problems.append(f"{exc}; removed it")
+                continue
+            if any(f.digest in corrupt for f in manifest.files):
+                store.remove_manifest(digest)  # its view links point at corrupt bytes
+            signers = valid_signers(digest, signatures)
+            if not signers:
+                report.problems.append(f"manifest {digest} ({manifest.model} {manifest.version}) "
+                                       "has no valid signature")
+            elif trusted is not None and not set(signers) & trusted:
+                report.problems.append(f"manifest {digest} ({manifest.model} {manifest.version}) "
+                                       f"is signed only by untrusted {', '.join(signers)}")
+    return report
+

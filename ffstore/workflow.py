@@ -1,0 +1,184 @@
+"""The lock workflow verbs (lock, rollback, status, path), as a library API that the
+CLI and other programs call. Each one fetches what it needs before it rewrites the
+lock, so a failure leaves facefusion.lock and the history as they were."""
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from ffstore import fsutil
+from ffstore.context import Context
+from ffstore.errors import FFError, InputError, VerificationError
+from ffstore.generations import Generation
+from ffstore.lockfile import Hold, Lock, LockedModule, write_lock
+from ffstore.manifest import normalize_version
+from ffstore.resolver import pin, resolve
+from ffstore.sync import check_fresh, sync_modules, verified_manifest
+
+
+@contextlib.contextmanager
+def _project_lock(context: Context) -> Iterator[None]:
+    """One lock-rewriting command per project at a time."""
+    with fsutil.file_lock(context.history.directory / "project.lock"):
+        yield
+
+
+def _baseline(context: Context, lock: Lock | None) -> Generation | None:
+    """Record the current lock if history does not know it yet (a fresh clone, or a
+    lock changed by `git pull`), so a rollback can always return to it."""
+    history = context.history
+    latest = history.latest()
+    if lock is not None and (latest is None or latest.lock_text != lock.render()):
+        return history.record(lock, "lock found on disk")
+    return latest
+
+
+@dataclass(frozen=True)
+class LockResult:
+    lock: Lock
+    changed: bool
+    previous: Lock | None
+
+
+def lock(context: Context, upgrade_all: bool = False,
+         upgrade: frozenset[str] = frozenset()) -> LockResult:
+    project = context.project
+    with _project_lock(context):
+        current = context.read_lock()
+        new = resolve(project, context.catalog, current, upgrade_all, upgrade)
+        _baseline(context, current)
+        changed = write_lock(project.lock_path, new)
+        if changed:
+            what = "lock --upgrade" if upgrade_all else (
+                f"lock --upgrade-module {','.join(sorted(upgrade))}" if upgrade else "lock")
+            context.history.record(new, what)
+        else:
+            _baseline(context, new)
+    return LockResult(new, changed, current)
+
+
+def _previous_entry(generations: list[Generation], current: Generation, module: str,
+                    entry: LockedModule) -> tuple[LockedModule, int] | None:
+    origin = current.module_origins.get(module, current.number)
+    for generation in reversed(generations):
+        if generation.number >= origin:
+            continue
+        older = generation.lock.modules.get(module)
+        if older is not None and older.manifest != entry.manifest:
+            return older, generation.module_origins.get(module, generation.number)
+    return None
+
+
+def _check_allowed(context: Context, target: LockedModule) -> None:
+    spec = context.project.module(target.module)
+    if spec.model != target.model or not spec.allows(target.version):
+        raise InputError(f"{target.module} {target.model} {target.version} is outside "
+                         f"{spec.model} '{spec.version}' in facefusion.toml; widen the range to "
+                         "roll back to it")
+
+
+def rollback(context: Context, module: str | None = None, to_version: str | None = None) -> Lock:
+    """Return one module (or, with no module, the whole lock) to where it was in the
+    previous generation, or `module` to `to_version`. Adds a hold per changed module
+    so `ff lock --upgrade` does not bring the rolled-back version straight back."""
+    with _project_lock(context):
+        lock = context.require_lock()
+        current = _baseline(context, lock)
+        assert current is not None
+        generations = context.history.generations()
+        if module is None:
+            if to_version is not None:
+                raise InputError("--to needs a module: ff rollback MODULE --to VERSION")
+            return _rollback_all(context, lock, current, generations)
+        entry = lock.module(module)
+        origin: int | None = None
+        if to_version is not None:
+            spec = context.project.module(module)
+            target = pin(context.catalog(spec.registry), spec, normalize_version(to_version))
+        else:
+            found = _previous_entry(generations, current, module, entry)
+            if found is None:
+                raise FFError(f"no earlier version of {module} in this machine's history (see "
+                              f"`ff history {module}`); use `ff rollback {module} --to VERSION`")
+            target, origin = found
+        if target.manifest == entry.manifest:
+            raise InputError(f"{module} is already at {target.model} {target.version}")
+        _check_allowed(context, target)
+        holds = dict(lock.holds)
+        holds[module] = Hold(target.version, entry.version)
+        new = replace(lock.with_module(target), holds=holds)
+        with context.store.using():
+            sync_modules(context, [target])
+            write_lock(context.project.lock_path, new)
+            context.history.record(
+                new, f"rollback {module} {entry.version} -> {target.version}",
+                module_origins=None if origin is None else {module: origin})
+        return new
+
+
+def _rollback_all(context: Context, lock: Lock, current: Generation,
+                  generations: list[Generation]) -> Lock:
+    target_generation = next((g for g in reversed(generations)
+                              if g.number < current.origin and g.lock.modules != lock.modules),
+                             None)
+    if target_generation is None:
+        raise FFError("no earlier generation to roll back to (see `ff history`)")
+    target = target_generation.lock
+    holds = dict(target.holds)
+    for name, entry in target.modules.items():
+        now = lock.modules.get(name)
+        if now is not None and now.manifest != entry.manifest:
+            holds[name] = Hold(entry.version, now.version)
+    new = replace(target, holds=holds)
+    with context.store.using():
+        sync_modules(context, new.modules.values())
+        write_lock(context.project.lock_path, new)
+        context.history.record(new, f"rollback to generation {target_generation.number}",
+                               origin=target_generation.origin,
+                               module_origins=dict(target_generation.module_origins))
+    return new
+
+
+@dataclass(frozen=True)
+class ModuleStatus:
+    module: str
+    model: str
+    version: str
+    synced: bool
+    hold: Hold | None
+    size: int
+
+
+@dataclass(frozen=True)
+class Status:
+    modules: list[ModuleStatus]
+    fresh: bool
+    store_bytes: int
+
+
+def status(context: Context) -> Status:
+    lock = context.require_lock()
+    blobs = context.store.blobs
+    rows = []
+    for name, entry in sorted(lock.modules.items()):
+        synced = context.store.has_manifest(entry.manifest) and all(
+            blobs.has(f.digest, f.size) for f in entry.files)
+        rows.append(ModuleStatus(name, entry.model, entry.version, synced, lock.holds.get(name),
+                                 sum(f.size for f in entry.files)))
+    store_bytes = sum(blobs.size(d) for d in blobs.digests())
+    return Status(rows, check_fresh(context, lock), store_bytes)
+
+
+def model_path(context: Context, module: str) -> str:
+    """The path of a locked module's main file, after checking every one of its
+    files against the lock (re-hashed), so a script never loads a tampered model."""
+    entry = context.require_lock().module(module)
+    manifest = verified_manifest(context, entry)
+    for file in manifest.files:
+        if not context.store.blobs.has(file.digest, file.size):
+            raise FFError(f"{module} ({entry.model} {entry.version}) is not synced; run `ff sync`")
+        actual = context.store.blobs.rehash(file.digest)
+        if actual != file.digest:
+            raise VerificationError(f"stored blob {file.digest} of {module} is corrupt (hashes to "
+                                    f"{actual}); run `ff verify` then `ff sync`")
+    return str(context.store.view(manifest) / manifest.main_file.path)
