@@ -10,7 +10,6 @@ two processes ingesting the same bytes rename identical files onto one name.
 
 import errno
 import hashlib
-import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -23,17 +22,20 @@ from ffstore.errors import FFError, VerificationError
 
 CHUNK = 4 << 20
 READ_ONLY = 0o444
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
 class HashingWriter:
     """Hashes chunks on the caller's thread while a background thread writes the
     previous ones, so hashing (the slow part) overlaps the disk write."""
 
-    def __init__(self, handle: BinaryIO, limit: int | None = None) -> None:
+    def __init__(self, handle: BinaryIO, limit: int | None = None, resume: bool = False) -> None:
+        """With `resume`, `handle` (opened "r+b") already holds the start of the stream,
+        an interrupted download: those bytes are hashed from disk and new ones appended."""
         self._handle = handle
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.file_digest(handle, "sha256") if resume else hashlib.sha256()
         self._limit = limit
-        self.size = 0
+        self.size = handle.tell() if resume else 0
         self._pending: queue.Queue[memoryview | None] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, daemon=True)
@@ -120,47 +122,57 @@ class BlobStore:
             check_digest(expected)
         with fsutil.temp_file(self.temp_dir) as (handle, temp):
             writer = HashingWriter(handle, expected_size)
-            try:
-                for chunk in chunks:
-                    writer.write(chunk)
-            except BaseException:
-                writer.abort()
-                raise
-            digest = writer.finish()
-            size = writer.size
-            self._check(digest, size, expected, expected_size)
+            digest = self._feed(writer, chunks)
+            self._check(digest, writer.size, expected, expected_size)
             added = self._publish(handle, temp, digest)
-        return Ingested(digest, size, added)
+        return Ingested(digest, writer.size, added)
 
-    def adopt_by_link(self, source: Path, expected: str, expected_size: int) -> bool:
-        """Bring a read-only file on the same filesystem in by hard link (O(1) in
-        bytes written) and verify it by reading it once. Returns False when linking is
-        not possible (other filesystem, writable source), so the caller copies."""
+    def ingest_resumed(self, partial: Path, chunks: Iterable[bytes | memoryview], expected: str,
+                       expected_size: int) -> Ingested:
+        """Finish an interrupted download. `partial` (on the store's filesystem but
+        outside the blob namespace) holds a prefix of the blob: it is hashed from disk,
+        `chunks` (the rest) are hashed as they are appended, and the file becomes the
+        blob only if digest and size match. On failure the appended bytes stay, so the
+        caller can resume again, or truncate the file when its bytes proved wrong."""
         check_digest(expected)
+        with open(partial, "r+b") as handle:
+            writer = HashingWriter(handle, expected_size, resume=True)
+            digest = self._feed(writer, chunks)
+            self._check(digest, writer.size, expected, expected_size)
+            added = self._publish(handle, partial, digest)
+        return Ingested(digest, writer.size, added)
+
+    @staticmethod
+    def _feed(writer: HashingWriter, chunks: Iterable[bytes | memoryview]) -> str:
         try:
-            if source.stat().st_mode & 0o222:
-                return False  # a writable source could change under the store
-        except FileNotFoundError:
-            return False
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
-        temp = self.temp_dir / f"{fsutil.TEMP_PREFIX}link-{os.getpid()}-{threading.get_ident()}"
-        temp.unlink(missing_ok=True)
-        try:
-            os.link(source, temp)
-        except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
-                return False
+            for chunk in chunks:
+                writer.write(chunk)
+        except BaseException:
+            writer.abort()
             raise
-        try:
-            with open(temp, "rb") as handle:
-                hasher = hashlib.file_digest(handle, "sha256")
-            size = temp.stat().st_size
-            self._check(f"sha256:{hasher.hexdigest()}", size, expected, expected_size)
-            self.blob_dir.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, self.path(expected))
-            fsutil.fsync_dir(self.blob_dir)
-        finally:
-            temp.unlink(missing_ok=True)
+        return writer.finish()
+
+    def clone_file(self, source: Path, expected: str, expected_size: int) -> bool:
+        """Bring a file in by copy-on-write clone (FICLONE: O(1) in bytes written on
+        btrfs, XFS and similar) and verify it by reading it once. The clone is an
+        independent copy, unlike a hard link, so damage to the source never reaches
+        the store. Returns False where the filesystem cannot clone; the caller copies."""
+        import fcntl
+
+        check_digest(expected)
+        with fsutil.temp_file(self.temp_dir) as (handle, temp), open(source, "rb") as origin:
+            try:
+                fcntl.ioctl(handle.fileno(), FICLONE, origin.fileno())
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL,
+                                 errno.ENOSYS, errno.EBADF):
+                    temp.unlink()
+                    return False
+                raise
+            with open(temp, "rb") as clone:
+                digest = f"sha256:{hashlib.file_digest(clone, 'sha256').hexdigest()}"
+            self._check(digest, temp.stat().st_size, expected, expected_size)
+            self._publish(handle, temp, digest)
         return True
 
     @staticmethod

@@ -69,6 +69,21 @@ def _previous_entry(generations: list[Generation], current: Generation, module: 
     return None
 
 
+def _previous_release(context: Context, entry: LockedModule) -> LockedModule:
+    """With no earlier version in this machine's history (a fresh clone), the
+    previous version is the newest release below the current one that the toml allows."""
+    from packaging.version import Version
+
+    spec = context.project.module(entry.module)
+    catalog = context.catalog(spec.registry)
+    older = [v for v in catalog.index.models.get(entry.model, {})
+             if Version(v) < Version(entry.version) and spec.allows(v)]
+    if not older:
+        raise FFError(f"no earlier version of {entry.module} in this machine's history or in "
+                      f"registry {spec.registry!r}; see `ff history {entry.module}`")
+    return pin(catalog, spec, max(older, key=Version))
+
+
 def _check_allowed(context: Context, target: LockedModule) -> None:
     spec = context.project.module(target.module)
     if spec.model != target.model or not spec.allows(target.version):
@@ -98,9 +113,12 @@ def rollback(context: Context, module: str | None = None, to_version: str | None
         else:
             found = _previous_entry(generations, current, module, entry)
             if found is None:
-                raise FFError(f"no earlier version of {module} in this machine's history (see "
-                              f"`ff history {module}`); use `ff rollback {module} --to VERSION`")
-            target, origin = found
+                # Not from history: place it before the current entry's origin so a
+                # further rollback steps back again instead of returning here.
+                target = _previous_release(context, entry)
+                origin = current.module_origins.get(module, current.number)
+            else:
+                target, origin = found
         if target.manifest == entry.manifest:
             raise InputError(f"{module} is already at {target.model} {target.version}")
         _check_allowed(context, target)

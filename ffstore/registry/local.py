@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from ffstore.blobs import BlobStore
-from ffstore.errors import FFError
+from ffstore.errors import FFError, VerificationError
 from ffstore.registry import layout
 from ffstore.registry.base import Progress
 
@@ -40,6 +40,10 @@ class LocalRegistry:
         source = self.root / layout.blob(digest)
         if not source.is_file():
             raise FFError(f"blob {digest} is missing from registry {self.root}")
-        if not store.adopt_by_link(source, digest, size):
-            store.ingest_file(source, digest, size)
+        try:
+            if not store.clone_file(source, digest, size):
+                store.ingest_file(source, digest, size)
+        except VerificationError as exc:
+            raise VerificationError(f"registry {self.root} holds a corrupt blob: {exc}; ask its "
+                                    "owner to re-publish it") from None
         progress(size)

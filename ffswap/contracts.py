@@ -1,0 +1,133 @@
+"""I/O contracts: what tensors an adapter feeds a model and reads back.
+
+A contract is plain data so a model can be checked against it *before* an inference
+session is built (building one is the expensive, memory-hungry step, and for a wrong
+model it fails with an opaque onnxruntime error or, worse, runs and gives garbage).
+The "actual" side uses the same format the model store's manifest records per ONNX
+file: ``{"name": str, "shape": [int | str | None, ...], "dtype": "float32"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Dim = int | str | None
+"""A dimension: a fixed size, or a symbolic name / ``None`` for a dynamic one."""
+
+IoSpec = Mapping[str, Any]
+"""One tensor as the manifest records it: keys ``name``, ``shape``, ``dtype``."""
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(bool)": "bool",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One expected tensor. A ``None`` or string dim means "any size"."""
+
+    name: str
+    shape: tuple[Dim, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The full I/O an adapter relies on. Extra model *outputs* are harmless (never
+    read); extra *inputs* are not, because the adapter would not feed them."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+def _is_fixed(dim: Dim) -> bool:
+    return isinstance(dim, int) and dim > 0
+
+
+def _format_shape(shape: Sequence[Dim]) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _check_tensor(kind: str, expected: TensorSpec, actual: IoSpec) -> list[str]:
+    differences: list[str] = []
+    actual_dtype = str(actual.get("dtype"))
+    if actual_dtype != expected.dtype:
+        differences.append(f"{kind} {expected.name!r}: dtype is {actual_dtype}, expected {expected.dtype}")
+    actual_shape = list(actual.get("shape") or [])
+    if len(actual_shape) != len(expected.shape):
+        differences.append(
+            f"{kind} {expected.name!r}: shape is {_format_shape(actual_shape)}"
+            f" (rank {len(actual_shape)}), expected {_format_shape(expected.shape)}"
+            f" (rank {len(expected.shape)})"
+        )
+        return differences
+    # A dynamic actual dim accepts whatever size the adapter feeds, so only two fixed
+    # sizes that disagree are a difference.
+    mismatched = [
+        axis
+        for axis, (want, have) in enumerate(zip(expected.shape, actual_shape, strict=True))
+        if _is_fixed(want) and _is_fixed(have) and want != have
+    ]
+    if mismatched:
+        differences.append(
+            f"{kind} {expected.name!r}: shape is {_format_shape(actual_shape)}, expected"
+            f" {_format_shape(expected.shape)} (axis {', '.join(map(str, mismatched))} differs)"
+        )
+    return differences
+
+
+def check_contract(
+    expected: Contract, actual_inputs: Sequence[IoSpec], actual_outputs: Sequence[IoSpec]
+) -> list[str]:
+    """Return human-readable differences between a contract and a model's I/O.
+
+    An empty list means the model fits. Every difference is listed (not just the
+    first) so one error message tells the publisher everything to fix.
+    """
+    differences: list[str] = []
+    inputs = {str(spec["name"]): spec for spec in actual_inputs}
+    outputs = {str(spec["name"]): spec for spec in actual_outputs}
+    for kind, wanted, have in (
+        ("input", expected.inputs, inputs),
+        ("output", expected.outputs, outputs),
+    ):
+        for spec in wanted:
+            if spec.name not in have:
+                names = ", ".join(sorted(have)) or "none"
+                differences.append(f"{kind} {spec.name!r} is missing (model has: {names})")
+                continue
+            differences.extend(_check_tensor(kind, spec, have[spec.name]))
+    expected_inputs = {spec.name for spec in expected.inputs}
+    for name in sorted(set(inputs) - expected_inputs):
+        differences.append(f"input {name!r} is not fed by the {expected.name} adapter")
+    return differences
+
+
+def session_io(session: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Describe an onnxruntime session's I/O in the manifest format.
+
+    Used when sessions are made outside the store (tests, ad-hoc scripts) and an
+    adapter still has to be picked by signature.
+    """
+
+    def describe(args: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": arg.name,
+                "shape": list(arg.shape),
+                "dtype": _ORT_TYPES.get(arg.type, arg.type),
+            }
+            for arg in args
+        ]
+
+    return describe(session.get_inputs()), describe(session.get_outputs())

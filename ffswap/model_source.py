@@ -1,0 +1,48 @@
+"""What the runtime needs from a model store: module names, loaded models, a provider.
+
+Import-light on purpose (no NumPy/onnxruntime): the store implements
+:class:`ModelProvider` on top of its verified blobs and should not pull in the
+inference stack to do so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+FACE_DETECTOR = "face_detector"
+FACE_RECOGNIZER = "face_recognizer"
+FACE_SWAPPER = "face_swapper"
+FACE_ENHANCER = "face_enhancer"
+
+MODULES: tuple[str, ...] = (FACE_DETECTOR, FACE_RECOGNIZER, FACE_SWAPPER, FACE_ENHANCER)
+"""Every module kind the runtime knows, in pipeline order."""
+
+REQUIRED_MODULES: tuple[str, ...] = (FACE_DETECTOR, FACE_RECOGNIZER, FACE_SWAPPER)
+"""The modules a swap cannot run without; the enhancer is optional."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One verified model, ready to become an inference session.
+
+    ``data`` are the exact bytes the store verified; ``inputs``/``outputs`` are the
+    manifest's I/O records (``{"name", "shape", "dtype"}``), checked against the
+    adapter's contract before any session is built.
+    """
+
+    module: str
+    model: str
+    version: str
+    data: bytes = field(repr=False)
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+
+class ModelProvider(Protocol):
+    """Source of verified models; the store's lockfile-backed loader implements it."""
+
+    def load(self, module: str, version: str | None) -> LoadedModel:
+        """Return the model for ``module`` at ``version`` (``None``: the locked or
+        default version). Raise if it is missing or fails verification."""
+        ...

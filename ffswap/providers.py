@@ -1,0 +1,158 @@
+"""Execution-provider choice and session construction.
+
+onnxruntime-gpu lists CUDA/TensorRT as *available* whenever it was built with them,
+even on machines without the CUDA libraries; asking for them then prints a burst of
+errors and silently runs on CPU. This module decides what really loads, falls back
+to CPU quietly for ``auto``, refuses loudly for an explicit ``cuda``/``tensorrt``, and
+reports the provider actually used.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Literal
+
+import onnxruntime as ort
+
+from ffswap.errors import ProviderUnavailableError
+
+Preference = Literal["auto", "cpu", "cuda", "tensorrt"]
+PREFERENCES: tuple[Preference, ...] = ("auto", "cpu", "cuda", "tensorrt")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+
+_QUIET = 3  # errors only: ULFD-style graphs warn once per weight at load otherwise
+_SILENT = 4  # during a probe even "library not found" errors are expected noise
+
+ort.set_default_logger_severity(_QUIET)
+
+# The default logger severity is process-wide; the lock keeps a probe's temporary
+# silence from overlapping another thread's session creation.
+_probe_lock = threading.Lock()
+_failed: set[str] = set()
+"""GPU providers that were requested and did not load: not retried in this process."""
+
+# EXHAUSTIVE cuDNN search benchmarks algorithms per run and may pick a different one
+# next time, which breaks bit-identical output; DEFAULT is deterministic.
+_PROVIDER_OPTIONS: dict[str, dict[str, str]] = {
+    CUDA: {"cudnn_conv_algo_search": "DEFAULT"},
+    TENSORRT: {},
+    CPU: {},
+}
+
+
+def default_threads() -> int:
+    """Intra-op threads for CPU sessions: fixed, not "all cores", so the work split
+    (and therefore float summation order) is the same on every run of a machine."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """Session options shared by every session: quiet, deterministic, no spinning.
+
+    Spinning worker threads would steal the cores the video decode/encode threads need.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = _QUIET
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.use_deterministic_compute = True
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def candidate_providers(preference: Preference) -> list[str]:
+    """Providers to try, best first, for a preference (CPU always last as fallback)."""
+    if preference not in PREFERENCES:
+        raise ValueError(f"unknown execution provider {preference!r}; use one of {PREFERENCES}")
+    available = set(ort.get_available_providers())
+    wanted: list[str] = {
+        "auto": [TENSORRT, CUDA],
+        "cpu": [],
+        "cuda": [CUDA],
+        "tensorrt": [TENSORRT, CUDA],
+    }[preference]
+    if preference in ("cuda", "tensorrt"):
+        first = wanted[0]
+        if first not in available:
+            raise ProviderUnavailableError(
+                f"{first} is not in this onnxruntime build (available: {sorted(available)});"
+                " install onnxruntime-gpu"
+            )
+        if first in _failed:
+            raise ProviderUnavailableError(f"{first} failed to load earlier in this process")
+    return [p for p in wanted if p in available and p not in _failed] + [CPU]
+
+
+@contextmanager
+def _silenced() -> Iterator[None]:
+    """Silence onnxruntime's logger while probing a GPU provider that may not load."""
+    with _probe_lock:
+        ort.set_default_logger_severity(_SILENT)
+        try:
+            yield
+        finally:
+            ort.set_default_logger_severity(_QUIET)
+
+
+@functools.cache
+def _preload_gpu_libraries() -> None:
+    """Load CUDA/cuDNN from pip's nvidia-* wheels where onnxruntime can (once per
+    process), because they are not on the loader path and the provider would fail
+    to find them."""
+    if hasattr(ort, "preload_dlls"):
+        # A failed preload only means the probe session decides.
+        with suppress(Exception):
+            ort.preload_dlls()
+
+
+def _create(model: bytes, providers: list[str], threads: int | None) -> ort.InferenceSession:
+    # enable_fallback=0: onnxruntime's own fallback *prints* an "EP Error" banner to
+    # stdout (not through its logger); we fall back ourselves, quietly.
+    return ort.InferenceSession(
+        model,
+        sess_options=session_options(threads),
+        providers=[(name, _PROVIDER_OPTIONS[name]) for name in providers],
+        enable_fallback=0,
+    )
+
+
+def make_session(
+    model: bytes, preference: Preference = "auto", *, threads: int | None = None
+) -> tuple[ort.InferenceSession, str]:
+    """Build an inference session from verified model *bytes*; return it and the
+    provider that actually runs it.
+
+    Bytes, not a path: the store verified exactly these bytes, and re-reading a file
+    would reopen the window for it to change underneath us.
+    """
+    providers = candidate_providers(preference)
+    if providers[0] == CPU:
+        session = _create(model, providers, threads)
+        return session, session.get_providers()[0]
+    _preload_gpu_libraries()
+    try:
+        with _silenced():
+            session = _create(model, providers, threads)
+    except Exception as error:  # the GPU provider failed to initialise
+        _failed.update(p for p in providers if p != CPU)
+        if preference != "auto":
+            raise ProviderUnavailableError(f"{providers[0]} did not initialise: {error}") from error
+        return _create(model, [CPU], threads), CPU
+    used = session.get_providers()[0]
+    if used != providers[0]:
+        # Listed but not loaded (missing CUDA/cuDNN/TensorRT libraries): onnxruntime
+        # quietly dropped it. Remember, so later sessions skip the attempt.
+        _failed.update(p for p in providers if p not in session.get_providers())
+        if preference != "auto":
+            raise ProviderUnavailableError(
+                f"{providers[0]} is installed but did not load (missing CUDA libraries?)"
+            )
+    return session, used

@@ -1,0 +1,203 @@
+"""Video processing: decode thread → per-frame inference → encode thread.
+
+Decoding and encoding run in their own threads with small bounded queues, so the
+inference thread never waits on I/O and memory stays flat however long the video is.
+Audio is not carried over. The output is written to a temp file next to the target
+and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import cv2
+import numpy as np
+
+from ffswap.atomic import atomic_output
+from ffswap.errors import MediaError, NoFaceError
+
+FrameFn = Callable[[np.ndarray], np.ndarray | None]
+"""Per-frame work: the processed frame, or None when the frame has no face (it is
+then written unchanged)."""
+
+ProgressFn = Callable[[int, int | None], None]
+"""Called after each frame with (frames done, total frames or None if unknown)."""
+
+_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}
+_END = object()
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What was written: frame counts, frame rate and frame size (width, height)."""
+
+    path: Path
+    frames: int
+    swapped_frames: int
+    fps: float
+    size: tuple[int, int]
+
+
+def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
+    """Put with periodic checks of ``stop`` so a failed peer never deadlocks us."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(source: queue.Queue[Any], stop: threading.Event) -> object:
+    while True:
+        try:
+            return source.get(timeout=_POLL_S)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def _read_frames(capture: cv2.VideoCapture, frames: queue.Queue[Any], stop: threading.Event) -> None:
+    try:
+        while not stop.is_set():
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if not _put(frames, frame, stop):
+                return
+    except Exception as error:  # handed to the inference thread, which re-raises it
+        _put(frames, error, stop)
+        return
+    _put(frames, _END, stop)
+
+
+def _write_frames(
+    writer: cv2.VideoWriter,
+    frames: queue.Queue[Any],
+    stop: threading.Event,
+    errors: list[BaseException],
+) -> None:
+    try:
+        while True:
+            frame = _get(frames, stop)
+            if frame is _END:
+                return
+            writer.write(frame)
+    except Exception as error:  # reported by the inference thread after join
+        errors.append(error)
+        stop.set()
+
+
+def _open_capture(path: Path) -> cv2.VideoCapture:
+    if not path.is_file():
+        raise MediaError(f"cannot read video {path}: no such file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise MediaError(f"cannot read video {path}: not a video format OpenCV decodes")
+    return capture
+
+
+def process_video(
+    target: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    frame_fn: FrameFn,
+    *,
+    progress: ProgressFn | None = None,
+    queue_size: int = 8,
+) -> VideoResult:
+    """Run ``frame_fn`` over every frame of ``target`` and write ``output`` atomically.
+
+    Raises :class:`MediaError` when the target cannot be read or has no frames, and
+    :class:`NoFaceError` when no frame has a face (nothing would have been swapped,
+    which is almost certainly not what the caller wants written).
+    """
+    source, destination = Path(target), Path(output)
+    fourcc = _FOURCC.get(destination.suffix.lower())
+    if fourcc is None:
+        raise MediaError(
+            f"unsupported video output type {destination.suffix!r}; use one of {sorted(_FOURCC)}"
+        )
+    capture = _open_capture(source)
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        with atomic_output(destination) as temp:
+            writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+            if not writer.isOpened():
+                raise MediaError(f"cannot write video {destination} with codec {fourcc}")
+            try:
+                frames, swapped = _pump(capture, writer, frame_fn, progress, total, queue_size)
+            finally:
+                writer.release()
+            if frames == 0:
+                raise MediaError(f"cannot read video {source}: no decodable frames")
+            if swapped == 0:
+                raise NoFaceError("target video", f"none of its {frames} frames has a face")
+    finally:
+        capture.release()
+    return VideoResult(destination, frames, swapped, float(fps), (width, height))
+
+
+def _pump(
+    capture: cv2.VideoCapture,
+    writer: cv2.VideoWriter,
+    frame_fn: FrameFn,
+    progress: ProgressFn | None,
+    total: int | None,
+    queue_size: int,
+) -> tuple[int, int]:
+    """Inference loop between the reader and writer threads; (frames, swapped)."""
+    stop = threading.Event()
+    decoded: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+    encoded: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+    write_errors: list[BaseException] = []
+    reader = threading.Thread(
+        target=_read_frames, args=(capture, decoded, stop), name="ffswap-decode", daemon=True
+    )
+    writer_thread = threading.Thread(
+        target=_write_frames,
+        args=(writer, encoded, stop, write_errors),
+        name="ffswap-encode",
+        daemon=True,
+    )
+    reader.start()
+    writer_thread.start()
+    frames = swapped = 0
+    finished = False
+    try:
+        while True:
+            item = _get(decoded, stop)
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise MediaError(f"video decoding failed: {item}") from item
+            frame = cast(np.ndarray, item)
+            result = frame_fn(frame)
+            if result is not None:
+                swapped += 1
+            if not _put(encoded, frame if result is None else result, stop):
+                break  # the writer failed; its error is raised below
+            frames += 1
+            if progress is not None:
+                progress(frames, total)
+        _put(encoded, _END, stop)
+        finished = True
+    finally:
+        if not finished:
+            stop.set()  # unblock both threads so the error propagates promptly
+        reader.join()
+        writer_thread.join()
+    if write_errors:
+        raise MediaError(f"video encoding failed: {write_errors[0]}") from write_errors[0]
+    return frames, swapped

@@ -1,0 +1,89 @@
+"""Shared fixtures: an in-process `ff` runner (fast: no interpreter start per call)
+and a workspace with a signing key, a registry directory and a project."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ffstore.cli import main
+
+DATA = Path(__file__).parent / "data"
+MODELS = DATA / "models"
+YUNET = MODELS / "yunet" / "face_detection_yunet_2026may.onnx"
+ULFD = {name: MODELS / "ulfd" / f"version-{name}.onnx" for name in ("slim-320", "RFB-320", "RFB-640")}
+
+os.environ.setdefault("ORT_LOG_SEVERITY_LEVEL", "3")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Workspace:
+    root: Path
+    home: Path
+    project: Path
+    registry: Path
+    key_id: str
+    run: Callable[..., Result]
+
+    def write_toml(self, modules: dict[str, tuple[str, str]], trust: list[str] | None = None,
+                   registry: str = "../registry", extra: str = "") -> None:
+        lines = ["[registries]", f'default = "{registry}"', "", "[trust]",
+                 "keys = [" + ", ".join(f'"{k}"' for k in (trust if trust is not None
+                                                             else [self.key_id])) + "]",
+                 "", "[modules]"]
+        lines += [f'{name} = {{ model = "{model}", version = "{spec}" }}'
+                  for name, (model, spec) in modules.items()]
+        (self.project / "facefusion.toml").write_text("\n".join(lines) + "\n" + extra)
+
+    def publish(self, path: Path, model: str, version: str, module: str = "face_detector",
+                key: str = "alice", expect: int = 0) -> Result:
+        return self.run("publish", str(path), "--registry", str(self.registry), "--model", model,
+                        "--version", version, "--module", module, "--key", key, expect=expect)
+
+    @property
+    def lock_text(self) -> str:
+        return (self.project / "facefusion.lock").read_text()
+
+
+def make_runner(capsys: pytest.CaptureFixture[str], cwd: Path, home: Path,
+                monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    def run(*args: str, expect: int | None = 0) -> Result:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("FF_HOME", str(home))
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        result = Result(code, captured.out, captured.err)
+        if expect is not None:
+            assert code == expect, f"ff {' '.join(args)} -> {code}\n{captured.out}\n{captured.err}"
+        return result
+
+    return run
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    home, project, registry = tmp_path / "home", tmp_path / "project", tmp_path / "registry"
+    project.mkdir()
+    run = make_runner(capsys, project, home, monkeypatch)
+    key_id = run("key", "generate", "alice").out.strip()
+    yield Workspace(tmp_path, home, project, registry, key_id, run)
+
+
+def run_ff_process(args: list[str], cwd: Path, home: Path, **kwargs: object) -> subprocess.CompletedProcess:
+    """Run ff as a real process (for tests that kill it or time its start-up)."""
+    env = {**os.environ, "FF_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "ffstore", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]

@@ -1,0 +1,221 @@
+"""Every refusal: a clear one-line error, the right exit code, and nothing changed
+(the lock, the toml and the store are byte-for-byte as before)."""
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ffstore.blobs import BlobStore
+from ffstore.canonical import canonical_bytes
+from ffstore.manifest import FileEntry, Manifest, sign_manifest, signature_document
+from ffstore.publish import _read_index, write_index
+from ffstore.registry import layout
+from ffstore.signing import load_key
+from tests.conftest import ULFD, YUNET, Result, Workspace
+
+
+def _snapshot(workspace: Workspace) -> dict[str, bytes]:
+    files = {}
+    for root in (workspace.project, workspace.home / "blobs", workspace.home / "manifests"):
+        if root.exists():
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    files[str(path)] = path.read_bytes()
+    return files
+
+
+def _refused(result: Result, code: int, *phrases: str) -> None:
+    assert result.code == code
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    assert "Traceback" not in result.err
+    for phrase in phrases:
+        assert phrase in result.err, result.err
+
+
+@pytest.fixture
+def locked(workspace: Workspace) -> Workspace:
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    workspace.run("sync")
+    return workspace
+
+
+def _writable(path: Path) -> None:
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+
+
+def _tamper(path: Path) -> None:
+    _writable(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_tampered_registry_blob_never_enters_the_store(locked: Workspace) -> None:
+    locked.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    locked.run("lock", "--upgrade")
+    digest = "sha256:" + hashlib.sha256(ULFD["RFB-320"].read_bytes()).hexdigest()
+    _tamper(locked.registry / layout.blob(digest))
+    before = _snapshot(locked)
+    _refused(locked.run("sync", expect=None), 1, "hashes to", digest)
+    assert _snapshot(locked) == before
+    assert not BlobStore(locked.home).has(digest)
+
+
+def test_tampered_store_blob_is_caught_and_repaired(locked: Workspace) -> None:
+    digest = "sha256:" + hashlib.sha256(ULFD["slim-320"].read_bytes()).hexdigest()
+    blob = BlobStore(locked.home).path(digest)
+    _tamper(blob)
+    _refused(locked.run("path", "face_detector", expect=None), 1, "corrupt")
+    result = locked.run("verify", expect=1)
+    assert "was corrupt" in result.err
+    locked.run("sync")
+    locked.run("verify")
+    assert Path(locked.run("path", "face_detector").out.strip()).read_bytes() == ULFD[
+        "slim-320"].read_bytes()
+
+
+def test_tampered_manifest_is_refused(workspace: Workspace) -> None:
+    result = workspace.publish(YUNET, "yunet", "1.0.0")
+    digest = result.out.split("manifest ")[1].split(",")[0]
+    _tamper(workspace.registry / layout.manifest(digest))
+    workspace.write_toml({"face_detector": ("yunet", ">=1")})
+    _refused(workspace.run("lock", expect=None), 1, "tampered", digest)
+    assert not (workspace.project / "facefusion.lock").exists()
+
+
+def test_untrusted_signer_is_named(workspace: Workspace) -> None:
+    workspace.run("key", "generate", "mallory")
+    mallory = (workspace.home / "keys" / "mallory.pub").read_text().strip()
+    workspace.publish(YUNET, "yunet", "1.0.0", key="mallory")
+    workspace.write_toml({"face_detector": ("yunet", ">=1")})
+    _refused(workspace.run("lock", expect=None), 1, mallory, "not trusted")
+    assert not (workspace.project / "facefusion.lock").exists()
+
+
+def test_untrusted_manifest_signer_is_named(workspace: Workspace) -> None:
+    """The index is signed by a trusted key but the manifest only by another."""
+    workspace.run("key", "generate", "mallory")
+    mallory = (workspace.home / "keys" / "mallory.pub").read_text().strip()
+    workspace.publish(YUNET, "yunet", "1.0.0", key="mallory")
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")  # re-signs the index as alice
+    workspace.write_toml({"face_detector": ("yunet", ">=1")})
+    _refused(workspace.run("lock", expect=None), 1, "untrusted key(s) " + mallory)
+
+
+def _publish_crafted(workspace: Workspace, path: str) -> None:
+    key = load_key(workspace.home / "keys", "alice")
+    blobs = BlobStore(workspace.registry)
+    stored = blobs.ingest_file(YUNET)
+    manifest = Manifest("evil", "1.0.0", "face_detector",
+                        (FileEntry(path, stored.digest, stored.size),), "")
+    data = canonical_bytes(manifest.to_json())
+    from ffstore.digests import digest_bytes
+
+    digest = digest_bytes(data)
+    (workspace.registry / layout.manifest(digest)).parent.mkdir(parents=True, exist_ok=True)
+    (workspace.registry / layout.manifest(digest)).write_bytes(data)
+    (workspace.registry / layout.signatures(digest)).parent.mkdir(parents=True, exist_ok=True)
+    (workspace.registry / layout.signatures(digest)).write_bytes(
+        signature_document({key.key_id: sign_manifest(key, digest)}))
+    from ffstore.index import VersionEntry
+
+    index = _read_index(workspace.registry)
+    index.models["evil"] = {"1.0.0": VersionEntry(digest, "face_detector")}
+    write_index(workspace.registry, index, key, 30)
+
+
+@pytest.mark.parametrize("path", ["../escape.onnx", "/etc/passwd", "a/../../b.onnx", "C:/x.onnx"])
+def test_path_escaping_the_model_directory(workspace: Workspace, path: str) -> None:
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    _publish_crafted(workspace, path)
+    workspace.write_toml({"face_detector": ("evil", ">=1")})
+    _refused(workspace.run("lock", expect=None), 1, "escapes the model directory", repr(path))
+
+
+def test_publishing_a_symlink_is_refused(workspace: Workspace, tmp_path: Path) -> None:
+    link = tmp_path / "model.onnx"
+    link.symlink_to(YUNET)
+    _refused(workspace.publish(link, "yunet", "1.0.0", expect=None), 1, "symlink")
+
+
+def test_malformed_toml(locked: Workspace) -> None:
+    (locked.project / "facefusion.toml").write_text("[modules\nface_detector = ")
+    before = _snapshot(locked)
+    _refused(locked.run("lock", expect=None), 2, "not valid TOML")
+    _refused(locked.run("sync", expect=None), 2, "not valid TOML")
+    assert _snapshot(locked) == before
+
+
+@pytest.mark.parametrize("toml, phrase", [
+    ('[modules]\nface_detector = { model = "ulfd", version = "~~1" }\n', "not a version range"),
+    ('[modules]\nface_swaper = { model = "x", version = ">=1" }\n', "unknown module 'face_swaper'"),
+    ('[trust]\nkeys = ["rsa:abc"]\n', "not a key id"),
+    ('[modulez]\n', "unknown section"),
+])
+def test_invalid_toml_contents(locked: Workspace, toml: str, phrase: str) -> None:
+    (locked.project / "facefusion.toml").write_text('[registries]\ndefault = "../registry"\n' + toml)
+    _refused(locked.run("lock", expect=None), 2, phrase)
+
+
+@pytest.mark.parametrize("text", ["not toml [", 'lock-version = 1\ninputs = "sha256:zz"\n',
+                                  'lock-version = 99\ninputs = "x"\n'])
+def test_malformed_lock(locked: Workspace, text: str) -> None:
+    (locked.project / "facefusion.lock").write_text(text)
+    before = _snapshot(locked)
+    for command in (["sync"], ["lock"], ["rollback", "face_detector"], ["status"]):
+        _refused(locked.run(*command, expect=None), 2, "facefusion.lock is malformed")
+    assert _snapshot(locked) == before
+
+
+def test_hand_edited_lock_disagreeing_with_manifest(locked: Workspace) -> None:
+    lock = locked.project / "facefusion.lock"
+    real = hashlib.sha256(ULFD["slim-320"].read_bytes()).hexdigest()
+    lock.write_text(lock.read_text().replace(real, "0" * 64))
+    _refused(locked.run("sync", expect=None), 1, "disagrees with manifest")
+
+
+def test_stale_lock_under_locked(locked: Workspace) -> None:
+    locked.write_toml({"face_detector": ("ulfd", ">=1,<3")})
+    before = _snapshot(locked)
+    _refused(locked.run("sync", "--locked", expect=None), 1, "stale", "ff lock")
+    assert _snapshot(locked) == before
+    assert "stale" in locked.run("sync").err  # without --locked: a warning
+
+
+def test_unknown_module(locked: Workspace) -> None:
+    before = _snapshot(locked)
+    for command in (["path", "face_swapper"], ["rollback", "face_swapper"],
+                    ["lock", "--upgrade-module", "nope"], ["history", "nope"]):
+        _refused(locked.run(*command, expect=None), 2, "unknown module")
+    assert _snapshot(locked) == before
+
+
+def test_missing_key(workspace: Workspace) -> None:
+    _refused(workspace.publish(YUNET, "yunet", "1.0.0", key="nobody", expect=None), 2,
+             "no signing key 'nobody'", "ff key generate nobody")
+    assert not workspace.registry.exists() or not (workspace.registry / "index.json").exists()
+
+
+def test_not_an_onnx_file(workspace: Workspace, tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"\xff" * 100)
+    _refused(workspace.publish(bogus, "bogus", "1.0.0", expect=None), 2, "not a valid ONNX model")
+
+
+def test_usage_errors_exit_2(workspace: Workspace) -> None:
+    _refused(workspace.run("publish", expect=None), 2)
+    _refused(workspace.run("rollback", "--to", "1.0", expect=None), 2)
+    _refused(workspace.run("frobnicate", expect=None), 2, "No such command")
+
+
+def test_no_project(workspace: Workspace, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    from ffstore.cli import main
+
+    assert main(["--project", str(tmp_path / "nowhere"), "lock"]) == 2

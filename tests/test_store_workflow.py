@@ -1,0 +1,173 @@
+"""End to end through the CLI: publish, lock, sync, upgrade, rollback, holds, gc,
+verify, and team consistency across two stores."""
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+from tests.conftest import ULFD, YUNET, Workspace, make_runner
+
+
+def _lock(workspace: Workspace) -> dict:
+    return tomllib.loads(workspace.lock_text)
+
+
+def _version(workspace: Workspace, module: str = "face_detector") -> str:
+    return _lock(workspace)["modules"][module]["version"]
+
+
+def _store_files(home: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (home / "blobs" / "sha256").iterdir()}
+
+
+def test_full_lifecycle(workspace: Workspace) -> None:
+    run = workspace.run
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.publish(YUNET, "yunet", "2026.5.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1,<2")})
+    run("lock")
+    assert _version(workspace) == "1.0.0"
+    lock = _lock(workspace)["modules"]["face_detector"]
+    assert lock["signers"] == [workspace.key_id]
+    assert lock["files"][0]["digest"] == "sha256:" + hashlib.sha256(
+        ULFD["slim-320"].read_bytes()).hexdigest()
+    first_lock = workspace.lock_text
+    run("lock")
+    assert workspace.lock_text == first_lock  # deterministic, unchanged
+    run("sync")
+
+    workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    run("lock")
+    assert _version(workspace) == "1.0.0"  # like pip-tools: keep what is locked
+    run("lock", "--upgrade")
+    assert _version(workspace) == "1.1.0"
+    run("sync")
+    path = Path(run("path", "face_detector").out.strip())
+    assert path.read_bytes() == ULFD["RFB-320"].read_bytes()
+
+    workspace.publish(ULFD["RFB-640"], "ulfd", "1.2.0")
+    run("lock", "--upgrade")
+    assert _version(workspace) == "1.2.0"
+    run("sync")
+
+    # Rollback one module: previous version, held, survives lock --upgrade.
+    out = run("rollback", "face_detector").out
+    assert "1.2.0 -> 1.1.0" in out
+    assert _version(workspace) == "1.1.0"
+    assert _lock(workspace)["holds"]["face_detector"] == {"version": "1.1.0",
+                                                          "rolled-back-from": "1.2.0"}
+    assert "held (rolled back from 1.2.0)" in run("status").out
+    run("lock", "--upgrade")
+    assert _version(workspace) == "1.1.0"
+    # A second rollback steps further back instead of bouncing to 1.2.0.
+    run("rollback", "face_detector")
+    assert _version(workspace) == "1.0.0"
+    # Lifting the hold moves forward again.
+    run("lock", "--upgrade-module", "face_detector")
+    assert _version(workspace) == "1.2.0"
+    assert "holds" not in _lock(workspace)
+
+    # Whole-lock rollback restores the previous generation.
+    run("rollback")
+    assert _version(workspace) == "1.0.0"
+    run("rollback")
+    assert _version(workspace) == "1.1.0"
+    history = run("history").out
+    assert "rollback to generation" in history
+    assert "ulfd 1.2.0" in run("history", "face_detector").out
+
+    run("rollback", "face_detector", "--to", "1.0.0")
+    assert _version(workspace) == "1.0.0"
+    run("rollback", "face_detector", "--to", "1.1.0")
+    run("sync")
+    run("verify")
+
+    # gc keeps the current lock and recent generations; with --keep 1 only the current.
+    dry = run("gc", "--keep", "1", "--dry-run").out
+    assert "would free" in dry
+    before = _store_files(workspace.home)
+    run("gc", "--keep", "1")
+    after = _store_files(workspace.home)
+    assert set(after) < set(before)
+    current = _lock(workspace)["modules"]["face_detector"]["files"][0]["digest"].split(":")[1]
+    assert current in after
+    run("verify")
+    assert Path(run("path", "face_detector").out.strip()).read_bytes() == ULFD[
+        "RFB-320"].read_bytes()
+
+
+def test_team_gets_identical_models(workspace: Workspace, capsys, monkeypatch) -> None:
+    workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    workspace.publish(YUNET, "yunet", "2026.5.0")
+    workspace.write_toml({"face_detector": ("yunet", ">=2026")})
+    workspace.run("lock")
+    workspace.run("sync")
+    # A teammate: same project files (as from git), their own store.
+    teammate_home = workspace.root / "teammate-home"
+    teammate = make_runner(capsys, workspace.project, teammate_home, monkeypatch)
+    teammate("sync", "--locked")
+    assert _store_files(teammate_home) == _store_files(workspace.home)
+    assert teammate("path", "face_detector").out.strip().endswith(YUNET.name)
+
+
+def test_republish_stores_nothing_new_and_second_key_cosigns(workspace: Workspace) -> None:
+    workspace.publish(YUNET, "yunet", "1.0.0")
+    out = workspace.publish(YUNET, "yunet", "1.0.0").out
+    assert "nothing new" in out and "0 B added" in out
+    bob = workspace.run("key", "generate", "bob").out.strip()
+    assert "signed again" in workspace.publish(YUNET, "yunet", "1.0.0", key="bob").out
+    # Trusting only bob is enough now.
+    workspace.write_toml({"face_detector": ("yunet", ">=1")}, trust=[bob])
+    workspace.run("lock")
+    assert _lock(workspace)["modules"]["face_detector"]["signers"] == [bob]
+    # The same version with other bytes is refused: versions are immutable.
+    result = workspace.publish(ULFD["RFB-320"], "yunet", "1.0.0", expect=1)
+    assert "immutable" in result.err
+
+
+def test_lock_skips_versions_that_need_a_newer_ff(workspace: Workspace) -> None:
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.run("publish", str(ULFD["RFB-320"]), "--registry", str(workspace.registry),
+                  "--model", "ulfd", "--version", "1.1.0", "--module", "face_detector",
+                  "--key", "alice", "--requires-ff", ">=99")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    assert _version(workspace) == "1.0.0"
+
+
+def test_import_facefusion_models_folder(workspace: Workspace, tmp_path: Path) -> None:
+    models = tmp_path / "facefusion" / ".assets" / "models"
+    models.mkdir(parents=True)
+    (models / "yunet_2023mar.onnx").write_bytes(YUNET.read_bytes())
+    (models / "yunet_2023mar.hash").write_text("0000")
+    (models / "mystery_model.onnx").write_bytes(YUNET.read_bytes())
+    result = workspace.run("import", str(tmp_path / "facefusion"), "--registry",
+                           str(workspace.registry), "--key", "alice")
+    assert "yunet_2023mar 1.0.0 (face_detector)" in result.out
+    assert "mystery_model.onnx" in result.err
+    workspace.write_toml({"face_detector": ("yunet_2023mar", "==1.0.0")})
+    workspace.run("lock")
+    workspace.run("sync")
+
+
+def test_config_shows_sources(workspace: Workspace, monkeypatch) -> None:
+    workspace.write_toml({}, extra="\n[settings]\njobs = 7\ngc_keep = 5\n")
+    monkeypatch.setenv("FF_GC_KEEP", "2")
+    out = workspace.run("config").out
+    assert "jobs                 7" in out and "(facefusion.toml;" in out
+    assert "(env FF_GC_KEEP;" in out
+    assert "(env FF_HOME;" in out
+
+
+def test_rollback_on_a_fresh_clone_uses_the_registry(workspace: Workspace, capsys,
+                                                     monkeypatch) -> None:
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    # A teammate clones the repo: no history on their machine, yet rollback works.
+    teammate = make_runner(capsys, workspace.project, workspace.root / "teammate", monkeypatch)
+    assert "1.1.0 -> 1.0.0" in teammate("rollback", "face_detector").out
+    assert _version(workspace) == "1.0.0"
+    result = teammate("rollback", "face_detector", expect=1)
+    assert "no earlier version of face_detector" in result.err
