@@ -1,0 +1,58 @@
+"""The runtime's model source: only what facefusion.lock names, verified.
+
+The loader reads each model file once, checks the digest on those very bytes, and
+hands the same buffer to onnxruntime, so there is no window between check and load in
+which the file could be swapped. The manifest must match the lock's digest and carry
+a signature from a trusted key; anything else is refused before a session exists.
+"""
+
+from ffstore.context import Context
+from ffstore.errors import FFError, InputError
+from ffstore.lockfile import LockedModule
+from ffstore.resolver import pin
+from ffstore.sync import sync_modules, verified_manifest
+from ffswap.model_source import LoadedModel
+
+
+class LockedModels:
+    """A `ModelProvider` over a project's lock and the local store."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    def _entry(self, module: str, version: str | None) -> LockedModule:
+        """The locked entry, or for another version one this project has locked
+        before (its history) or its registry holds: "switch to what `ff rollback`
+        would give", without rewriting the lock."""
+        from ffstore.manifest import normalize_version
+
+        locked = self._context.require_lock().module(module)
+        if version is None or normalize_version(version) == locked.version:
+            return locked
+        version = normalize_version(version)
+        for generation in reversed(self._context.history.generations()):
+            entry = generation.lock.modules.get(module)
+            if entry is not None and entry.model == locked.model and entry.version == version:
+                return entry
+        spec = self._context.project.module(module)
+        if spec.model != locked.model or not spec.allows(version):
+            raise InputError(f"{module} {locked.model} {version} is outside '{spec.version}' in "
+                             "facefusion.toml")
+        return pin(self._context.catalog(spec.registry), spec, version)
+
+    def load(self, module: str, version: str | None = None) -> LoadedModel:
+        entry = self._entry(module, version)
+        manifest = verified_manifest(self._context, entry)
+        main = manifest.main_file
+        if main.onnx is None:
+            raise FFError(f"{module} ({entry.model} {entry.version}) has no ONNX file")
+        if len(manifest.files) > 1:
+            raise FFError(f"{module} ({entry.model} {entry.version}) keeps weights in external "
+                          "data files, which verified in-memory loading does not support yet; "
+                          f"use `ff path {module}`")
+        blobs = self._context.store.blobs
+        if not blobs.has(main.digest, main.size):
+            sync_modules(self._context, [entry])  # a cached or local version: fetch, verified
+        data = blobs.read(main.digest)  # digest checked on exactly these bytes
+        return LoadedModel(module, manifest.model, manifest.version, data,
+                           main.onnx["inputs"], main.onnx["outputs"])
