@@ -7,7 +7,6 @@ Commands from other packages (ffswap's `ff swap`) are found through the
 start fast and ffstore never imports ffswap."""
 
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ class FFGroup(click.Group):
     """Adds plugin commands lazily."""
 
     def _plugins(self) -> dict[str, Any]:
+        from importlib.metadata import entry_points  # slow to import: only when needed
+
         return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -167,10 +168,12 @@ def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...]) ->
 @click.pass_context
 def sync(ctx: click.Context, locked: bool, jobs: int | None) -> None:
     """Fetch and verify every locked model into the local store."""
+    from ffstore.progress import for_terminal
     from ffstore.sync import sync as do_sync
 
     context = _context(ctx, jobs=jobs)
-    report = do_sync(context, locked)
+    with for_terminal(bool(ctx.find_root().params.get("quiet")), _size) as progress:
+        report = do_sync(context, locked, progress)
     if report.stale:
         click.echo("warning: facefusion.lock is stale (facefusion.toml changed); run `ff lock`",
                    err=True)
@@ -264,13 +267,34 @@ def verify(ctx: click.Context) -> None:
     from ffstore.verify import verify as do_verify
 
     context = _context(ctx, need_project=False)
-    trusted = context._project.trusted if context._project else None
+    trusted = context.project.trusted if context.project_root else None
     report = do_verify(context.store, trusted)
     for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
     if report.problems:
         raise FFError(f"{len(report.problems)} problem(s) in the store; run `ff sync` to re-fetch")
     _say(ctx, f"ok: {report.blobs_checked} blobs and {report.manifests_checked} manifests verified")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 shares the registry with the network.")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port (0: any free one).")
+@click.pass_context
+def serve(ctx: click.Context, directory: str, host: str, port: int) -> None:
+    """Serve registry DIRECTORY over HTTP, read-only, until interrupted."""
+    from ffstore.serve import make_server
+
+    quiet = bool(ctx.find_root().params.get("quiet"))
+    server = make_server(Path(directory), host, port, quiet)
+    click.echo(f"serving {server.root} at {server.url} (read-only; Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        _say(ctx, "stopped")
+    finally:
+        server.server_close()
 
 
 @cli.command()

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -59,8 +60,6 @@ def sweep_temp_files(directory: Path) -> None:
     are removed, so a concurrent writer's live temp file is left alone."""
     if not directory.is_dir():
         return
-    import time
-
     cutoff = time.time() - 3600
     for entry in directory.iterdir():
         if entry.name.startswith(TEMP_PREFIX):

@@ -66,11 +66,16 @@ class History:
         return generations[-1] if generations else None
 
     def record(self, lock: Lock, reason: str, origin: int | None = None,
-               module_origins: dict[str, int] | None = None) -> Generation:
+               module_origins: dict[str, int] | None = None,
+               only_if_changed: bool = False) -> Generation:
         """Append a generation. By default a module keeps its previous origin when its
-        entry did not change, and takes this generation's number when it did."""
+        entry did not change, and takes this generation's number when it did. With
+        `only_if_changed`, a lock equal to the latest generation is not recorded again
+        (checked under the history lock, so concurrent syncs record it once)."""
         with fsutil.file_lock(self.directory / "history.lock"):
             previous = self.latest()
+            if only_if_changed and previous is not None and previous.lock_text == lock.render():
+                return previous
             number = previous.number + 1 if previous else 1
             origins: dict[str, int] = {}
             old_modules = previous.lock.modules if previous else {}

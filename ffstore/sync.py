@@ -3,7 +3,7 @@ against its digest and a trusted signature, each blob against its digest and siz
 Blobs already present are not re-read, so a sync with nothing to do is instant
 whatever the model sizes; `ff verify` is the command that re-hashes."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -11,6 +11,7 @@ from ffstore.context import Context
 from ffstore.errors import StaleLockError, VerificationError
 from ffstore.lockfile import Lock, LockedModule
 from ffstore.manifest import Manifest, require_trusted
+from ffstore.progress import Transfer
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
 
 
 def sync_modules(context: Context, entries: Iterable[LockedModule],
-                 progress: Callable[[int], None] | None = None) -> tuple[int, int, int]:
+                 progress: Transfer | None = None) -> tuple[int, int, int]:
     """Fetch what is missing for `entries`; returns (files fetched, bytes fetched,
     bytes in total). Any failure leaves the store as it was, minus nothing."""
     store = context.store
@@ -62,11 +63,14 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
             total += file.size
             if not store.blobs.has(file.digest, file.size):
                 missing[file.digest] = (entry, file.size)
-    tick = progress or (lambda _n: None)
+    transfer = progress or Transfer()
+    transfer.begin(len(missing), sum(size for _e, size in missing.values()))
 
     def fetch(item: tuple[str, tuple[LockedModule, int]]) -> None:
         digest, (entry, size) = item
-        context.catalog(entry.registry).registry.fetch_blob(digest, size, store.blobs, tick)
+        context.catalog(entry.registry).registry.fetch_blob(digest, size, store.blobs,
+                                                            transfer.advance)
+        transfer.file_done()
 
     if missing:
         with ThreadPoolExecutor(max_workers=context.setting("jobs")) as pool:
@@ -78,7 +82,7 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
 
 
 def sync(context: Context, locked: bool = False,
-         progress: Callable[[int], None] | None = None) -> SyncReport:
+         progress: Transfer | None = None) -> SyncReport:
     lock = context.require_lock()
     fresh = check_fresh(context, lock)
     if locked and not fresh:
@@ -86,9 +90,5 @@ def sync(context: Context, locked: bool = False,
                              "locked; run `ff lock` and commit facefusion.lock")
     with context.store.using():
         files, fetched, total = sync_modules(context, lock.modules.values(), progress)
-        history = context.history
-        history.register()
-        latest = history.latest()
-        if latest is None or latest.lock_text != lock.render():
-            history.record(lock, "sync (lock changed outside ff)" if latest else "first sync")
+        context.history.record(lock, "sync: lock changed on disk", only_if_changed=True)
     return SyncReport(len(lock.modules), files, fetched, total, not fresh)

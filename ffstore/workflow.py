@@ -23,14 +23,10 @@ def _project_lock(context: Context) -> Iterator[None]:
         yield
 
 
-def _baseline(context: Context, lock: Lock | None) -> Generation | None:
+def _baseline(context: Context, lock: Lock) -> Generation:
     """Record the current lock if history does not know it yet (a fresh clone, or a
     lock changed by `git pull`), so a rollback can always return to it."""
-    history = context.history
-    latest = history.latest()
-    if lock is not None and (latest is None or latest.lock_text != lock.render()):
-        return history.record(lock, "lock found on disk")
-    return latest
+    return context.history.record(lock, "lock found on disk", only_if_changed=True)
 
 
 @dataclass(frozen=True)
@@ -46,14 +42,12 @@ def lock(context: Context, upgrade_all: bool = False,
     with _project_lock(context):
         current = context.read_lock()
         new = resolve(project, context.catalog, current, upgrade_all, upgrade)
-        _baseline(context, current)
+        if current is not None:
+            _baseline(context, current)
         changed = write_lock(project.lock_path, new)
-        if changed:
-            what = "lock --upgrade" if upgrade_all else (
-                f"lock --upgrade-module {','.join(sorted(upgrade))}" if upgrade else "lock")
-            context.history.record(new, what)
-        else:
-            _baseline(context, new)
+        what = "lock --upgrade" if upgrade_all else (
+            f"lock --upgrade-module {','.join(sorted(upgrade))}" if upgrade else "lock")
+        context.history.record(new, what, only_if_changed=True)
     return LockResult(new, changed, current)
 
 
@@ -99,7 +93,6 @@ def rollback(context: Context, module: str | None = None, to_version: str | None
     with _project_lock(context):
         lock = context.require_lock()
         current = _baseline(context, lock)
-        assert current is not None
         generations = context.history.generations()
         if module is None:
             if to_version is not None:
