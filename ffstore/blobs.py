@@ -8,11 +8,13 @@ so identical files across models and versions share one copy. Writers need no lo
 two processes ingesting the same bytes rename identical files onto one name.
 """
 
+import contextlib
 import errno
 import hashlib
+import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -21,13 +23,15 @@ from ffstore.digests import check_digest, hex_part
 from ffstore.errors import FFError, VerificationError
 
 CHUNK = 4 << 20
+QUEUE_DEPTH = 4
 READ_ONLY = 0o444
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
 class HashingWriter:
-    """Hashes chunks on the caller's thread while a background thread writes the
-    previous ones, so hashing (the slow part) overlaps the disk write."""
+    """Takes chunks on the caller's thread (reading a file, receiving from the
+    network) while one background thread hashes them and another writes them, so the
+    three overlap and the bytes are still hashed exactly once."""
 
     def __init__(self, handle: BinaryIO, limit: int | None = None, resume: bool = False) -> None:
         """With `resume`, `handle` (opened "r+b") already holds the start of the stream,
@@ -36,46 +40,59 @@ class HashingWriter:
         self._hash = hashlib.file_digest(handle, "sha256") if resume else hashlib.sha256()
         self._limit = limit
         self.size = handle.tell() if resume else 0
-        self._pending: queue.Queue[memoryview | None] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
+        self._workers = [self._start(self._hash.update), self._start(handle.write)]
 
-    def _drain(self) -> None:
-        while (chunk := self._pending.get()) is not None:
-            if self._error is None:
-                try:
-                    self._handle.write(chunk)
-                except BaseException as exc:  # re-raised on the caller's thread
-                    self._error = exc
+    def _start(self, consume: Callable[[memoryview], object]
+               ) -> tuple["queue.Queue[memoryview | None]", threading.Thread]:
+        pending: queue.Queue[memoryview | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+
+        def drain() -> None:
+            while (chunk := pending.get()) is not None:
+                if self._error is None:
+                    try:
+                        consume(chunk)
+                    except BaseException as exc:  # re-raised on the caller's thread
+                        self._error = exc
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        return pending, thread
 
     def write(self, chunk: bytes | memoryview) -> None:
-        """Hash and queue `chunk`. The caller must not reuse the chunk's memory
-        until `finish` returns; `ingest_file` keeps a pool of buffers for that."""
+        """Count and queue `chunk`. The caller must not reuse the chunk's memory
+        until `finish` returns; `_read_chunks` keeps a ring of buffers for that."""
         self.size += len(chunk)
         if self._limit is not None and self.size > self._limit:
             raise VerificationError(f"received more than the expected {self._limit} bytes")
         if self._error is not None:
             raise self._error
-        self._hash.update(chunk)
-        self._pending.put(memoryview(chunk))
+        view = memoryview(chunk)
+        for pending, _thread in self._workers:
+            pending.put(view)
+
+    def _stop(self) -> None:
+        for pending, _thread in self._workers:
+            pending.put(None)
+        for _pending, thread in self._workers:
+            thread.join()
 
     def finish(self) -> str:
-        self._pending.put(None)
-        self._thread.join()
+        self._stop()
         if self._error is not None:
             raise self._error
         return f"sha256:{self._hash.hexdigest()}"
 
     def abort(self) -> None:
-        self._pending.put(None)
-        self._thread.join()
+        self._stop()
 
 
 def _read_chunks(source: BinaryIO) -> Iterator[memoryview]:
     """Read into a small ring of reused buffers; with the writer's queue bound this
     avoids allocating (and page-faulting) a fresh buffer for every chunk."""
-    ring = [bytearray(CHUNK) for _ in range(6)]
+    # A buffer is free again once both workers are past it: at most QUEUE_DEPTH
+    # queued plus one in work per worker, plus the one being read into.
+    ring = [bytearray(CHUNK) for _ in range(QUEUE_DEPTH + 2)]
     turn = 0
     while True:
         buffer = ring[turn % len(ring)]
@@ -84,6 +101,32 @@ def _read_chunks(source: BinaryIO) -> Iterator[memoryview]:
             return
         turn += 1
         yield memoryview(buffer)[:count]
+
+
+def _link(source: Path, temp: Path) -> bool:
+    try:
+        if source.stat().st_mode & 0o222:
+            return False  # a writable source could change under the store
+        os.link(source, temp)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
+            return False
+        raise
+    return True
+
+
+def _clone(source: Path, temp: Path) -> bool:
+    import fcntl
+
+    with open(source, "rb") as origin, open(temp, "wb") as clone:
+        try:
+            fcntl.ioctl(clone.fileno(), FICLONE, origin.fileno())
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL,
+                             errno.ENOSYS, errno.EBADF):
+                return False
+            raise
+    return True
 
 
 class Ingested(NamedTuple):
@@ -152,27 +195,25 @@ class BlobStore:
             raise
         return writer.finish()
 
-    def clone_file(self, source: Path, expected: str, expected_size: int) -> bool:
-        """Bring a file in by copy-on-write clone (FICLONE: O(1) in bytes written on
-        btrfs, XFS and similar) and verify it by reading it once. The clone is an
-        independent copy, unlike a hard link, so damage to the source never reaches
-        the store. Returns False where the filesystem cannot clone; the caller copies."""
-        import fcntl
-
+    def adopt_file(self, source: Path, expected: str, expected_size: int) -> bool:
+        """Bring in a file from the same filesystem without copying its bytes, and
+        verify it by reading it once. A read-only source is hard-linked (O(1); the
+        registry and the store then share one inode, which is why only files nobody
+        can write are linked); otherwise a copy-on-write clone is tried (FICLONE:
+        btrfs, XFS). Returns False when neither works, so the caller copies."""
         check_digest(expected)
-        with fsutil.temp_file(self.temp_dir) as (handle, temp), open(source, "rb") as origin:
-            try:
-                fcntl.ioctl(handle.fileno(), FICLONE, origin.fileno())
-            except OSError as exc:
-                if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL,
-                                 errno.ENOSYS, errno.EBADF):
-                    temp.unlink()
-                    return False
-                raise
-            with open(temp, "rb") as clone:
-                digest = f"sha256:{hashlib.file_digest(clone, 'sha256').hexdigest()}"
-            self._check(digest, temp.stat().st_size, expected, expected_size)
-            self._publish(handle, temp, digest)
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        temp = self.temp_dir / f"{fsutil.TEMP_PREFIX}adopt-{os.getpid()}-{threading.get_ident()}"
+        temp.unlink(missing_ok=True)
+        try:
+            if not (_link(source, temp) or _clone(source, temp)):
+                return False
+            with open(temp, "rb") as adopted:
+                digest = f"sha256:{hashlib.file_digest(adopted, 'sha256').hexdigest()}"
+                self._check(digest, os.fstat(adopted.fileno()).st_size, expected, expected_size)
+                self._publish(adopted, temp, digest)
+        finally:
+            temp.unlink(missing_ok=True)
         return True
 
     @staticmethod
@@ -184,12 +225,17 @@ class BlobStore:
             raise VerificationError(f"blob content hashes to {digest}, expected {expected}")
 
     def _publish(self, handle: BinaryIO, temp: Path, digest: str) -> bool:
+        """Move a verified temp file to its digest's name (fsync, read-only, rename)."""
         destination = self.path(digest)
-        if destination.exists():
-            temp.unlink()  # deduplicated: the same bytes are already stored
-            return False
+        with contextlib.suppress(FileNotFoundError):
+            if destination.stat().st_size == temp.stat().st_size:
+                temp.unlink()  # deduplicated: the same bytes are already stored
+                return False
+            # else a damaged copy (truncated, say) sits there: the verified one replaces it
         self.blob_dir.mkdir(parents=True, exist_ok=True)
-        fsutil.commit(handle, temp, destination, READ_ONLY)
+        # A hard-linked file is already read-only; chmod would change the source too.
+        mode = READ_ONLY if temp.stat().st_mode & 0o222 else None
+        fsutil.commit(handle, temp, destination, mode)
         return True
 
     def digests(self) -> Iterator[str]:
@@ -210,7 +256,8 @@ class BlobStore:
         self.path(digest).unlink(missing_ok=True)
 
     def sweep(self) -> None:
-        fsutil.sweep_temp_files(self.temp_dir)
+        """Remove temp files that killed writers left anywhere under the root."""
+        fsutil.sweep_temp_files(self.root)
 
     def read(self, digest: str) -> bytes:
         """Read a blob and check it on those very bytes, so the caller can hand the

@@ -55,17 +55,16 @@ def atomic_write(destination: Path, data: bytes, mode: int | None = None) -> Non
         commit(handle, temp, destination, mode)
 
 
-def sweep_temp_files(directory: Path) -> None:
-    """Remove temp files left by killed processes. Only files not touched for a while
-    are removed, so a concurrent writer's live temp file is left alone."""
-    if not directory.is_dir():
+def sweep_temp_files(root: Path) -> None:
+    """Remove temp files that killed processes left anywhere under `root`. Only files
+    not touched for an hour are removed, so a live writer's temp file is left alone."""
+    if not root.is_dir():
         return
     cutoff = time.time() - 3600
-    for entry in directory.iterdir():
-        if entry.name.startswith(TEMP_PREFIX):
-            with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime < cutoff:
-                    entry.unlink()
+    for entry in root.rglob(f"{TEMP_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_file() and entry.stat().st_mtime < cutoff:
+                entry.unlink()
 
 
 @contextlib.contextmanager

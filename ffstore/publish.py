@@ -81,6 +81,7 @@ def publish(registry_root: Path, files: list[Path], model: str, version: str, mo
     with fsutil.file_lock(registry_root / ".ff-publish.lock"):
         index = _read_index(registry_root)
         blobs = BlobStore(registry_root)
+        blobs.sweep()  # what killed publishes left behind
         entries = []
         added = 0
         for source, relative in named:

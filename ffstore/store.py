@@ -5,6 +5,7 @@ history, and what this machine remembers about registries."""
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,7 +91,9 @@ class Store:
                     target, self.blobs.path(entry.digest)):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.parent / f"{fsutil.TEMP_PREFIX}{target.name}"
+            # A name of its own per writer: two syncs may build the same view at once.
+            temp = target.parent / (f"{fsutil.TEMP_PREFIX}{os.getpid()}-{threading.get_ident()}-"
+                                    f"{target.name}")
             temp.unlink(missing_ok=True)
             os.link(self.blobs.path(entry.digest), temp)
             os.replace(temp, target)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ffstore.context import Context
-from ffstore.errors import StaleLockError, VerificationError
+from ffstore.errors import FFError, StaleLockError, VerificationError
 from ffstore.lockfile import Lock, LockedModule
 from ffstore.manifest import Manifest, require_trusted
 from ffstore.progress import Transfer
@@ -36,10 +36,14 @@ def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
         manifest, signatures = store.load_manifest(entry.manifest)
         try:
             require_trusted(manifest, entry.manifest, signatures, context.project.trusted)
-        except VerificationError:
-            # Perhaps signed by a key the registry rotated in: that needs its index.
-            catalog = context.catalog(entry.registry)
-            require_trusted(manifest, entry.manifest, signatures, catalog.trusted)
+        except VerificationError as direct:
+            # Perhaps signed by a key the registry rotated in: that needs its index. If
+            # the index cannot vouch either, the manifest's own refusal is the news.
+            try:
+                keys = context.catalog(entry.registry).trusted
+            except FFError:
+                raise direct from None
+            require_trusted(manifest, entry.manifest, signatures, keys)
     else:
         manifest, _ = context.catalog(entry.registry).manifest(entry.manifest)
     if not entry.matches_manifest(manifest):

@@ -65,7 +65,7 @@ def swap(ctx: click.Context, source: str, target: str, output: str,
             if Path(target).suffix.lower() in VIDEO_SUFFIXES:
                 result = runtime.swap_video(face, target, output,
                                             progress=_progress(not quiet and sys.stderr.isatty()))
-                summary = f"{result.frames} frames, {result.swapped} with faces"
+                summary = f"{result.frames} frames, {result.swapped_frames} with faces"
             else:
                 write_image(output, runtime.swap_image(face, read_image(target)))
                 summary = "1 image"

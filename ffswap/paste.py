@@ -31,6 +31,24 @@ def box_mask(size: int, blur: float = 0.3, padding: tuple[int, int, int, int] = 
     return mask
 
 
+def to_bgr_uint8(chw: np.ndarray, scale: float, low: float, high: float) -> np.ndarray:
+    """A model's RGB CHW float output as a BGR HWC uint8 crop: ``rint(clip(x * scale,
+    low, high))``.
+
+    Works in place on the (contiguous, caller-owned) output instead of on a transposed
+    view, and interleaves the planes in BGR order with ``cv2.merge`` (no ``cvtColor``,
+    no strided NumPy copy): the same values as the straightforward version, at a
+    fraction of the time for a 512x512 crop.
+    """
+    if not chw.flags.writeable:
+        chw = chw.copy()
+    chw *= np.float32(scale)
+    np.clip(chw, low, high, out=chw)
+    np.rint(chw, out=chw)
+    red, green, blue = chw.astype(np.uint8)
+    return cv2.merge([blue, green, red])  # planar RGB -> interleaved BGR in one pass
+
+
 def _crop_region(matrix: np.ndarray, size: int, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
     """Frame rectangle (x1, y1, x2, y2) covered by the crop, clipped to the frame."""
     inverse = cv2.invertAffineTransform(matrix)

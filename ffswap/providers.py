@@ -116,12 +116,19 @@ def _preload_gpu_libraries() -> None:
 def _create(model: bytes, providers: list[str], threads: int | None) -> ort.InferenceSession:
     # enable_fallback=0: onnxruntime's own fallback *prints* an "EP Error" banner to
     # stdout (not through its logger); we fall back ourselves, quietly.
-    return ort.InferenceSession(
+    session = ort.InferenceSession(
         model,
         sess_options=session_options(threads),
         providers=[(name, _PROVIDER_OPTIONS[name]) for name in providers],
         enable_fallback=0,
     )
+    # onnxruntime keeps the model bytes for the session's lifetime, only to rebuild it on
+    # set_providers() or its own fallback, neither of which we use; holding them would
+    # double every verified model's resident memory. None is the state onnxruntime
+    # itself uses for sessions that cannot be rebuilt.
+    if getattr(session, "_model_bytes", None) is model:
+        session._model_bytes = None
+    return session
 
 
 def make_session(

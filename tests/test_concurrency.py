@@ -23,7 +23,7 @@ def test_concurrent_publishes_and_syncs(workspace: Workspace) -> None:
                      "--version", f"1.{i}.0", "--module", "face_detector", "--key", "alice"],
                     workspace.project, workspace.home) for i, path in enumerate(files)]
     for proc in procs:
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     index = parse_index((workspace.registry / "index.json").read_bytes(), "index")
     assert sorted(index.models["m"]) == ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
@@ -33,7 +33,7 @@ def test_concurrent_publishes_and_syncs(workspace: Workspace) -> None:
     workspace.run("lock")
     syncs = [_spawn(["sync"], workspace.project, workspace.home) for _ in range(3)]
     for proc in syncs:
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     workspace.run("verify")
     assert Path(workspace.run("path", "face_detector").out.strip()).read_bytes() == YUNET.read_bytes()

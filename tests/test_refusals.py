@@ -67,17 +67,38 @@ def test_tampered_registry_blob_never_enters_the_store(locked: Workspace) -> Non
     assert not BlobStore(locked.home).has(digest)
 
 
-def test_tampered_store_blob_is_caught_and_repaired(locked: Workspace) -> None:
+def test_tampered_store_blob_is_caught_and_repaired(workspace: Workspace) -> None:
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    for blob in (workspace.registry / "blobs" / "sha256").iterdir():
+        _writable(blob)  # as after a git clone: the store copies instead of linking
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    workspace.run("sync")
+    digest = "sha256:" + hashlib.sha256(ULFD["slim-320"].read_bytes()).hexdigest()
+    _tamper(BlobStore(workspace.home).path(digest))
+    _refused(workspace.run("path", "face_detector", expect=None), 1, "corrupt")
+    result = workspace.run("verify", expect=1)
+    assert "was corrupt" in result.err
+    workspace.run("sync")
+    workspace.run("verify")
+    assert Path(workspace.run("path", "face_detector").out.strip()).read_bytes() == ULFD[
+        "slim-320"].read_bytes()
+
+
+def test_truncated_store_blob_is_replaced_by_sync(locked: Workspace) -> None:
     digest = "sha256:" + hashlib.sha256(ULFD["slim-320"].read_bytes()).hexdigest()
     blob = BlobStore(locked.home).path(digest)
-    _tamper(blob)
-    _refused(locked.run("path", "face_detector", expect=None), 1, "corrupt")
-    result = locked.run("verify", expect=1)
-    assert "was corrupt" in result.err
+    os.replace(blob, blob.with_name("moved"))  # keep the registry's linked copy intact
+    blob.write_bytes(b"short")
     locked.run("sync")
-    locked.run("verify")
-    assert Path(locked.run("path", "face_detector").out.strip()).read_bytes() == ULFD[
-        "slim-320"].read_bytes()
+    assert blob.read_bytes() == ULFD["slim-320"].read_bytes()
+
+
+def test_read_only_local_registry_blobs_are_linked_not_copied(locked: Workspace) -> None:
+    digest = "sha256:" + hashlib.sha256(ULFD["slim-320"].read_bytes()).hexdigest()
+    stored = BlobStore(locked.home).path(digest).stat()
+    published = (locked.registry / layout.blob(digest)).stat()
+    assert stored.st_ino == published.st_ino and not stored.st_mode & 0o222
 
 
 def test_tampered_manifest_is_refused(workspace: Workspace) -> None:

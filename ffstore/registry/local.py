@@ -41,7 +41,7 @@ class LocalRegistry:
         if not source.is_file():
             raise FFError(f"blob {digest} is missing from registry {self.root}")
         try:
-            if not store.clone_file(source, digest, size):
+            if not store.adopt_file(source, digest, size):
                 store.ingest_file(source, digest, size)
         except VerificationError as exc:
             raise VerificationError(f"registry {self.root} holds a corrupt blob: {exc}; ask its "

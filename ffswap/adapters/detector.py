@@ -104,9 +104,11 @@ class YuNetDetector:
         if self._fixed is None:
             in_h, in_w = -(-new_h // 32) * 32, -(-new_w // 32) * 32
         resized = image if scale == 1.0 else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((in_h, in_w, 3), dtype=np.float32)
-        canvas[:new_h, :new_w] = resized
-        return canvas.transpose(2, 0, 1)[None], scale
+        # Filled channel-first, so onnxruntime gets a contiguous tensor to use as is
+        # rather than copying a transposed view on every frame.
+        canvas = np.zeros((1, 3, in_h, in_w), dtype=np.float32)
+        canvas[0, :, :new_h, :new_w] = resized.transpose(2, 0, 1)
+        return canvas, scale
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in a BGR uint8 image, best score first."""

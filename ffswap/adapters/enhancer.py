@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from ffswap.align import warp_face
 from ffswap.contracts import Contract, TensorSpec
 from ffswap.face import Face
-from ffswap.paste import box_mask, paste_back
+from ffswap.paste import box_mask, paste_back, to_bgr_uint8
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -39,9 +38,12 @@ class GfpganEnhancer:
     def enhance(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """Return a copy of the BGR ``frame`` with ``face`` enhanced."""
         crop, matrix = warp_face(frame, face.landmarks, "ffhq_512", self.SIZE)
-        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)
-        blob = (rgb / 127.5 - 1.0).transpose(2, 0, 1)[None]
-        (output,) = self._session.run(["output"], {"input": blob})
-        restored = (np.clip(output[0].transpose(1, 2, 0), -1, 1) + 1.0) * 127.5
-        restored_bgr = cv2.cvtColor(np.rint(restored).astype(np.uint8), cv2.COLOR_RGB2BGR)
-        return paste_back(frame, restored_bgr, self._mask, matrix)
+        # RGB CHW straight from the BGR crop, normalised in place (see the swapper).
+        blob = crop[..., ::-1].transpose(2, 0, 1).astype(np.float32, order="C")
+        blob /= 127.5
+        blob -= 1.0
+        (output,) = self._session.run(["output"], {"input": blob[None]})
+        restored = output[0] if output.flags.writeable else output[0].copy()
+        np.clip(restored, -1, 1, out=restored)
+        restored += 1.0
+        return paste_back(frame, to_bgr_uint8(restored, 127.5, 0.0, 255.0), self._mask, matrix)

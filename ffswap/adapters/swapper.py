@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from ffswap.align import warp_face
 from ffswap.contracts import Contract, TensorSpec
 from ffswap.face import Face
-from ffswap.paste import box_mask, paste_back
+from ffswap.paste import box_mask, paste_back, to_bgr_uint8
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -41,12 +40,13 @@ class InswapperSwapper:
     def swap(self, frame: np.ndarray, face: Face, embedding: np.ndarray) -> np.ndarray:
         """Return a copy of the BGR ``frame`` with ``face`` given the source identity."""
         crop, matrix = warp_face(frame, face.landmarks, "arcface_128_v2", self.SIZE)
-        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+        # BGR HWC -> RGB CHW by view, then one contiguous float copy: no cvtColor, and
+        # onnxruntime gets a C-contiguous tensor instead of copying a transposed view.
+        target = crop[..., ::-1].transpose(2, 0, 1).astype(np.float32, order="C")
+        target /= 255.0
         feeds = {
-            "target": rgb.transpose(2, 0, 1)[None],
+            "target": target[None],
             "source": embedding.reshape(1, -1).astype(np.float32),
         }
         (output,) = self._session.run(["output"], feeds)
-        swapped = np.clip(output[0].transpose(1, 2, 0) * 255.0, 0, 255)
-        swapped_bgr = cv2.cvtColor(np.rint(swapped).astype(np.uint8), cv2.COLOR_RGB2BGR)
-        return paste_back(frame, swapped_bgr, self._mask, matrix)
+        return paste_back(frame, to_bgr_uint8(output[0], 255.0, 0.0, 255.0), self._mask, matrix)

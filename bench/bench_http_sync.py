@@ -1,0 +1,217 @@
+"""Benchmark `ff sync` over HTTP against curl (and DVC when installed).
+
+Generates a model set of random files (default 1 GiB: 512 MiB + 2 x 256 MiB, three
+models in three modules), publishes it into a temporary registry, serves that with
+`ff serve` on loopback and times, as whole commands:
+
+  curl        the same files fetched to disk, one after another, in parallel, and
+              in parallel followed by fsync (ff makes every blob durable)
+  cold sync   `ff sync` into an empty store (targets: <= 1.3 x the faster curl)
+  warm sync   `ff sync` with everything present (target: < 0.3 s at any size)
+  dvc pull    the same files from a DVC HTTP remote on the same server, if dvc runs
+
+Usage: python bench/bench_http_sync.py [--size-mib 1024] [--runs 3] [--dvc PATH]
+"""
+
+import argparse
+import hashlib
+import os
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+FF = [sys.executable, "-m", "ffstore"]
+MODULES = (("face_swapper", 2), ("face_enhancer", 1), ("face_detector", 1))  # shares of the size
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+class Timing(NamedTuple):
+    wall: list[float]
+    cpu: list[float]  # user + system seconds of the command: what a busy machine distorts least
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(runs: int, prepare: Callable[[], None], command: list[str], cwd: Path,
+          env: dict[str, str]) -> Timing:
+    """Wall and CPU time of `command`, `runs` times, each after `prepare` (not timed)."""
+    timing = Timing([], [])
+    for _ in range(runs):
+        prepare()
+        cpu, start = children_cpu(), time.perf_counter()
+        run(command, cwd, env)
+        timing.wall.append(time.perf_counter() - start)
+        timing.cpu.append(children_cpu() - cpu)
+    return timing
+
+
+def write_random(path: Path, size: int) -> None:
+    block = os.urandom(16 << 20)
+    with open(path, "wb") as handle:
+        for offset in range(0, size, len(block)):
+            # vary each block so no two blocks (or files) share content
+            handle.write(offset.to_bytes(8, "little") + block[8:min(len(block), size - offset)])
+
+
+def start_server(directory: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen([*FF, "-q", "serve", str(directory), "--port", "0"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    return server, line[line.index("http://"):].split()[0]
+
+
+def describe(timing: Timing) -> str:
+    runs = ", ".join(f"{t:.3f}" for t in timing.wall)
+    return (f"median {statistics.median(timing.wall):.3f} s wall, "
+            f"{statistics.median(timing.cpu):.2f} s CPU (wall runs: {runs})")
+
+
+def dvc_pull(dvc: str, work: Path, files: list[Path], url: str, runs: int,
+             env: dict[str, str]) -> Timing:
+    """A DVC repo tracking the same files, pushed to a local remote inside the served
+    directory, then pulled over HTTP from the same server into an empty cache."""
+    repo = work / "dvc-repo"
+    repo.mkdir()
+    dvc_env = {**env, "DVC_NO_ANALYTICS": "1"}
+    run(["git", "init", "-q"], repo, dvc_env)
+    run([dvc, "init", "-q"], repo, dvc_env)
+    for file in files:
+        shutil.copy(file, repo / file.name)
+    run([dvc, "add", "-q", *(file.name for file in files)], repo, dvc_env)
+    run([dvc, "remote", "add", "local", str(work / "registry" / "dvcstore")], repo, dvc_env)
+    run([dvc, "push", "-q", "-r", "local"], repo, dvc_env)
+    run([dvc, "remote", "add", "-d", "http", url + "dvcstore"], repo, dvc_env)
+
+    def clear() -> None:
+        for file in files:
+            (repo / file.name).unlink(missing_ok=True)
+        shutil.rmtree(repo / ".dvc" / "cache", ignore_errors=True)
+
+    return timed(runs, clear, [dvc, "pull", "-q", "-r", "http"], repo, dvc_env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dvc", default=shutil.which("dvc"), help="dvc executable, if any")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where to put the data (default: a temp dir, removed afterwards)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ff-bench-http-", dir=args.workdir))
+    try:
+        bench(work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(work: Path, args: argparse.Namespace) -> None:
+    total = args.size_mib << 20
+    shares = sum(share for _m, share in MODULES)
+    publisher = {**os.environ, "FF_HOME": str(work / "publisher")}
+    key_id = run([*FF, "key", "generate", "bench"], work, publisher).strip()
+    files = []
+    for module, share in MODULES:
+        file = work / f"{module}.bin"
+        write_random(file, total * share // shares)
+        run([*FF, "publish", str(file), "--registry", str(work / "registry"), "--model",
+             f"bench_{module}", "--version", "1.0.0", "--module", module, "--key", "bench"],
+            work, publisher)
+        files.append(file)
+    sizes = ", ".join(f"{file.stat().st_size >> 20} MiB" for file in files)
+    print(f"model set: {len(files)} files ({sizes}); {os.cpu_count()} CPUs")
+    server, url = start_server(work / "registry", publisher)
+    try:
+        blob_urls = [f"{url}blobs/sha256/{hex_digest(file)}" for file in files]
+        downloads = work / "curl"
+        downloads.mkdir()
+        curl_args = [arg for index, blob in enumerate(blob_urls)
+                     for arg in ("-o", str(downloads / f"{index}.bin"), blob)]
+
+        def clear_downloads() -> None:
+            for path in downloads.iterdir():
+                path.unlink()
+
+        results: dict[str, Timing] = {}
+        if shutil.which("curl"):
+            results["curl (sequential)"] = timed(args.runs, clear_downloads,
+                                                 ["curl", "-sSf", *curl_args], work, publisher)
+            results["curl --parallel"] = timed(args.runs, clear_downloads,
+                                               ["curl", "-sSfZ", *curl_args], work, publisher)
+            # like for like: ff makes each blob durable (fsync) before it counts as stored
+            outputs = [str(downloads / f"{index}.bin") for index in range(len(blob_urls))]
+            results["curl --parallel+fsync"] = timed(
+                args.runs, clear_downloads,
+                ["sh", "-c", f"{shlex.join(['curl', '-sSfZ', *curl_args])} && "
+                             f"{shlex.join(['sync', *outputs])}"], work, publisher)
+        project = work / "project"
+        project.mkdir()
+        (project / "facefusion.toml").write_text(
+            f'[registries]\ndefault = "{url}"\n\n[trust]\nkeys = ["{key_id}"]\n\n[modules]\n'
+            + "".join(f'{module} = {{ model = "bench_{module}", version = ">=1" }}\n'
+                      for module, _share in MODULES))
+        client = {**os.environ, "FF_HOME": str(work / "client")}
+        run([*FF, "lock"], project, client)
+        blobs = work / "client" / "blobs" / "sha256"
+        results["ff sync, cold"] = timed(args.runs, lambda: shutil.rmtree(blobs, True),
+                                         [*FF, "-q", "sync"], project, client)
+        results["ff sync, warm"] = timed(max(args.runs, 5), lambda: None, [*FF, "-q", "sync"],
+                                         project, client)
+        if args.dvc:
+            results["dvc pull"] = dvc_pull(args.dvc, work, files, url, args.runs, publisher)
+    finally:
+        server.terminate()
+        server.wait()
+    report(results, total)
+
+
+def hex_digest(file: Path) -> str:
+    with open(file, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def report(results: dict[str, Timing], total: int) -> None:
+    for name, timing in results.items():
+        rate = total / statistics.median(timing.wall) / (1 << 20)
+        extra = "" if "warm" in name else f", {rate:.0f} MiB/s"
+        print(f"{name:<22} {describe(timing)}{extra}")
+    print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    cold = statistics.median(results["ff sync, cold"].wall)
+    curls = {name: statistics.median(t.wall) for name, t in results.items()
+             if name.startswith("curl")}
+    if curls:
+        durable = curls.pop("curl --parallel+fsync")
+        ratio = cold / min(curls.values())
+        print(f"cold ff sync / fastest curl: {ratio:.2f}x wall (target <= 1.3x: "
+              f"{'met' if ratio <= 1.3 else 'NOT met'}); / curl+fsync: {cold / durable:.2f}x")
+    else:
+        print("curl: not installed")
+    if "dvc pull" in results:
+        dvc = statistics.median(results["dvc pull"].wall)
+        print(f"cold ff sync / dvc pull: {cold / dvc:.2f}x wall")
+    else:
+        print("dvc: not installed")
+    warm = statistics.median(results["ff sync, warm"].wall)
+    print(f"warm ff sync: {warm:.3f} s (target < 0.3 s: {'met' if warm < 0.3 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

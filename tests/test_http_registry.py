@@ -1,0 +1,382 @@
+"""HTTP registries against real servers on 127.0.0.1: `ff serve`, `python -m
+http.server`, and variants of ff's own handler that misbehave on purpose (drop the
+connection, send wrong or endless bytes, lie about the length, fail, hang). No
+transport is mocked: every byte crosses a socket."""
+
+import hashlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ffstore.index import parse_index, rotation_record
+from ffstore.progress import Bar, for_terminal
+from ffstore.publish import write_index
+from ffstore.serve import RegistryHandler, RegistryServer, byte_range, make_server
+from ffstore.signing import generate_key, load_key
+from tests.conftest import ULFD, Workspace
+
+MODEL = ULFD["slim-320"]
+SIZE = MODEL.stat().st_size
+DIGEST = "sha256:" + hashlib.sha256(MODEL.read_bytes()).hexdigest()
+
+
+class TrickHandler(RegistryHandler):
+    """ff serve's handler, except that blob requests do what `server.modes` says."""
+
+    server: "TrickServer"
+
+    def do_GET(self) -> None:
+        if "/blobs/" not in self.path:
+            super().do_GET()
+            return
+        mode = self.server.next_mode(self.headers.get("Range"))
+        path = self._file()
+        assert path is not None
+        data = path.read_bytes()
+        if mode == "normal":
+            start = (byte_range(self.headers.get("Range"), len(data)) or (0, 0))[0]
+            self.server.sent += len(data) - start
+            super().do_GET()
+        elif mode in ("404", "500"):
+            self.send_error(int(mode))
+        elif mode == "hang":
+            self.server.release.wait(10)
+            self.close_connection = True
+        elif mode == "slow":  # the whole blob, in pieces, slowly: concurrent clients overlap
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for start in range(0, len(data), len(data) // 8 + 1):
+                time.sleep(0.1)
+                self.wfile.write(data[start:start + len(data) // 8 + 1])
+            self.server.sent += len(data)
+        else:
+            self._send_bad(mode, data)
+
+    def _send_bad(self, mode: str, data: bytes) -> None:
+        self.close_connection = True
+        self.send_response(200)
+        if mode != "endless":
+            length = len(data) + 7 if mode == "bad_length" else len(data)
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if mode == "drop":
+            body = data[:len(data) // 2]
+        elif mode == "wrong":
+            body = bytes(len(data))
+        elif mode == "bad_length":
+            body = data
+        else:  # endless: stream until the client hangs up (or 64 MiB, for safety)
+            body = b""
+            for _ in range(1024):
+                self.wfile.write(bytes(1 << 16))
+                self.server.sent += 1 << 16
+        self.wfile.write(body)
+        self.server.sent += len(body)
+
+
+class TrickServer(RegistryServer):
+    def __init__(self, root: Path, modes: list[str]) -> None:
+        super().__init__(root.resolve(), "127.0.0.1", 0, quiet=True, handler=TrickHandler)
+        self.modes = modes  # one per blob request; the last one sticks
+        self.ranges: list[str | None] = []
+        self.sent = 0
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def next_mode(self, range_header: str | None) -> str:
+        with self._lock:
+            self.ranges.append(range_header)
+            return self.modes.pop(0) if len(self.modes) > 1 else self.modes[0]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Clients hang up on purpose here (endless bytes, hangs)."""
+
+
+@contextmanager
+def running(server: RegistryServer) -> Iterator[str]:
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        if isinstance(server, TrickServer):
+            server.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Served:
+    ws: Workspace
+    server: TrickServer
+    url: str
+
+    @property
+    def blob(self) -> Path:
+        return self.ws.home / "blobs" / "sha256" / DIGEST.split(":")[1]
+
+    @property
+    def part(self) -> Path:
+        return self.ws.home / "partial" / f"{DIGEST.split(':')[1]}.part"
+
+
+@pytest.fixture
+def served(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    """ULFD slim published, served over HTTP, locked; blobs served normally until a
+    test sets `server.modes`."""
+    monkeypatch.setenv("FF_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("FF_HTTP_RETRIES", "2")
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    server = TrickServer(workspace.registry, ["normal"])
+    with running(server) as url:
+        workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=url)
+        workspace.run("lock")
+        yield Served(workspace, server, url)
+
+
+def test_lock_and_sync_from_ff_serve_and_python_http_server(workspace: Workspace) -> None:
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    servers = {
+        "ff serve": [sys.executable, "-m", "ffstore", "serve", str(workspace.registry), "--port",
+                     "0"],
+        "http.server": [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                        "--directory", str(workspace.registry)],
+    }
+    for name, command in servers.items():
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   text=True)
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            url = line[line.index("http://"):].split()[0].rstrip(")")
+            workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=url)
+            workspace.run("lock")
+            home = workspace.root / f"home-{name}"
+            # A partial download to resume: ff serve answers the Range request, http.server
+            # ignores it and sends the whole blob, which must then replace the prefix.
+            (home / "partial").mkdir(parents=True)
+            (home / "partial" / f"{DIGEST.split(':')[1]}.part").write_bytes(MODEL.read_bytes()[:1000])
+            assert "fetched 1 files" in workspace.run("--home", str(home), "sync").out
+            assert "fetched 0 files" in workspace.run("--home", str(home), "sync").out
+            blob = home / "blobs" / "sha256" / DIGEST.split(":")[1]
+            assert blob.read_bytes() == MODEL.read_bytes(), name
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def test_serve_answers_ranges_and_refuses_what_it_must(workspace: Workspace,
+                                                       tmp_path: Path) -> None:
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    blob = f"blobs/sha256/{DIGEST.split(':')[1]}"
+    (tmp_path / "secret").write_text("outside")
+    (workspace.registry / "escape").symlink_to(tmp_path / "secret")
+    with running(make_server(workspace.registry, quiet=True)) as url, httpx.Client() as client:
+        whole = client.get(url + blob)
+        assert whole.status_code == 200 and whole.content == MODEL.read_bytes()
+        part = client.get(url + blob, headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == MODEL.read_bytes()[100:200]
+        assert part.headers["Content-Range"] == f"bytes 100-199/{SIZE}"
+        tail = client.get(url + blob, headers={"Range": "bytes=-10"})
+        assert tail.content == MODEL.read_bytes()[-10:]
+        assert client.get(url + blob, headers={"Range": f"bytes={SIZE}-"}).status_code == 416
+        head = client.head(url + blob)
+        assert head.status_code == 200 and head.headers["Content-Length"] == str(SIZE)
+        assert head.content == b""
+        for refused in ("escape", ".ff-publish.lock", "blobs/sha256/", "%2e%2e/secret",
+                        "blobs/../../secret"):
+            assert client.get(url + refused).status_code == 404, refused
+        assert client.put(url + "index.json", content=b"{}").status_code == 405
+    assert byte_range("bytes=5-", 10) == (5, 10)
+    assert byte_range("bytes=2-4", 10) == (2, 5)
+    assert byte_range("bytes=0-1,4-5", 10) is None  # several ranges: the whole file
+    with pytest.raises(ValueError):
+        byte_range("bytes=10-", 10)
+
+
+def test_serve_needs_a_registry(workspace: Workspace, tmp_path: Path) -> None:
+    result = workspace.run("serve", str(tmp_path), "--port", "0", expect=2)
+    assert "has no index.json" in result.err
+
+
+def test_dropped_connection_resumes_and_fetches_each_byte_once(served: Served) -> None:
+    served.server.modes = ["drop", "normal"]
+    served.ws.run("sync")
+    assert served.blob.read_bytes() == MODEL.read_bytes()
+    assert served.server.ranges == [None, f"bytes={SIZE // 2}-"]
+    assert served.server.sent == SIZE
+    assert not served.part.exists()
+
+
+def test_leftover_partial_files_are_verified_not_trusted(served: Served) -> None:
+    served.part.parent.mkdir(parents=True)
+    served.part.write_bytes(bytes(1000))  # a wrong prefix: found at the end, fetched afresh
+    served.ws.run("sync")
+    assert served.server.ranges == ["bytes=1000-", None]
+    assert served.blob.read_bytes() == MODEL.read_bytes()
+    served.blob.chmod(0o644)
+    served.blob.unlink()
+    served.part.write_bytes(MODEL.read_bytes())  # complete before a crash: no request at all
+    served.server.modes = ["404"]
+    served.ws.run("sync")
+    assert served.blob.read_bytes() == MODEL.read_bytes() and len(served.server.ranges) == 2
+
+
+def test_concurrent_syncs_download_a_blob_once(served: Served) -> None:
+    served.server.modes = ["slow"]
+    env = {**os.environ, "FF_HOME": str(served.ws.home)}
+    syncs = [subprocess.Popen([sys.executable, "-m", "ffstore", "sync"], cwd=served.ws.project,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for process in syncs:
+        _out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+    assert served.server.sent == SIZE
+    assert served.blob.read_bytes() == MODEL.read_bytes()
+
+
+def test_interrupted_sync_resumes_in_the_next_run(served: Served) -> None:
+    served.server.modes = ["drop", "500"]
+    result = served.ws.run("sync", expect=1)
+    assert "HTTP 500" in result.err and "gave up after 2 attempts" in result.err
+    assert not served.blob.exists() and served.part.stat().st_size == SIZE // 2
+    served.server.modes = ["normal"]
+    served.ws.run("sync")
+    assert served.blob.read_bytes() == MODEL.read_bytes()
+    assert served.server.sent == SIZE  # the first half was not fetched again
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("wrong", "the server sent wrong bytes"),
+    ("endless", "received more than the expected"),
+    ("bad_length", f"announces {SIZE + 7} bytes"),
+    ("404", "HTTP 404"),
+    ("500", "HTTP 500"),
+    ("hang", "timed out"),
+])
+def test_misbehaving_server_is_refused_and_nothing_enters_the_store(
+        served: Served, mode: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FF_HTTP_TIMEOUT", "0.4")  # for the hang
+    served.server.modes = [mode]
+    result = served.ws.run("sync", expect=1)
+    assert result.err.startswith("error: cannot download blob") and message in result.err
+    assert result.err.count("\n") == 1
+    assert not served.blob.exists()
+    assert not served.part.exists() or served.part.stat().st_size == 0
+    assert served.server.sent < 16 << 20  # endless data was cut off (at most socket buffers)
+    retried = mode in ("500", "hang")
+    assert len(served.server.ranges) == (2 if retried else 1)
+
+
+def test_untrusted_mirror_is_safe_and_a_good_one_is_used(served: Served) -> None:
+    bad = TrickServer(served.ws.registry, ["wrong"])
+    good = TrickServer(served.ws.registry, ["normal"])
+    toml = served.ws.project / "facefusion.toml"
+    with running(bad) as bad_url, running(good) as good_url:
+        text = toml.read_text()
+        toml.write_text(text.replace(f'default = "{served.url}"',
+                                     f'default = {{ url = "{served.url}", mirrors = '
+                                     f'["{bad_url}"] }}'))
+        served.ws.run("lock")
+        served.ws.run("sync")  # the mirror's bytes are refused, the registry's taken
+        assert bad.ranges and served.server.ranges
+        assert served.blob.read_bytes() == MODEL.read_bytes()
+        served.server.modes = ["404"]
+        toml.write_text(toml.read_text().replace(bad_url, good_url))
+        served.ws.run("lock")
+        served.ws.run("--home", str(served.ws.root / "home2"), "sync")
+        assert good.sent == SIZE
+
+
+def test_replayed_old_index_is_a_rollback_attack_but_ff_rollback_works(served: Served) -> None:
+    ws = served.ws
+    ws.run("sync")
+    old_index = (ws.registry / "index.json").read_bytes()
+    ws.publish(ULFD["RFB-320"], "ulfd", "2.0.0")
+    assert "(was 1.0.0)" in ws.run("lock", "--upgrade").out
+    new_index = (ws.registry / "index.json").read_bytes()
+    (ws.registry / "index.json").write_bytes(old_index)
+    result = ws.run("lock", "--upgrade", expect=1)
+    assert "rollback attack" in result.err and "version 1, older than version 2" in result.err
+    (ws.registry / "index.json").write_bytes(new_index)
+    ws.run("sync")
+    assert "2.0.0 -> 1.0.0" in ws.run("rollback", "face_detector").out
+    ws.run("sync")
+
+
+def test_expired_index_is_refused(served: Served) -> None:
+    ws = served.ws
+    index = parse_index((ws.registry / "index.json").read_bytes(), "index")
+    write_index(ws.registry, index, load_key(ws.home / "keys", "alice"), expiry_days=-1)
+    result = ws.run("lock", "--upgrade", expect=1)
+    assert "expired at" in result.err and "freeze attack" in result.err
+
+
+def test_rotated_key_is_accepted(served: Served) -> None:
+    ws = served.ws
+    alice = load_key(ws.home / "keys", "alice")
+    bob = generate_key(ws.home / "keys", "bob")
+    index = parse_index((ws.registry / "index.json").read_bytes(), "index")
+    index.rotations.append(rotation_record(alice, bob.key_id))
+    write_index(ws.registry, index, alice, expiry_days=30)
+    ws.publish(ULFD["RFB-320"], "ulfd", "2.0.0", key="bob")  # index and manifest signed by bob
+    assert "ulfd 2.0.0" in ws.run("lock", "--upgrade").out  # trust still names alice only
+    ws.run("sync")
+
+
+def test_unreachable_registry_says_so(workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
+    monkeypatch.setenv("FF_HTTP_RETRIES", "2")
+    monkeypatch.setenv("FF_HTTP_TIMEOUT", "1")
+    with socket.socket() as probe:  # a free port, which nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=url)
+    result = workspace.run("lock", expect=1)
+    assert f"cannot read {url}index.json: ConnectError" in result.err
+    assert "gave up after 2 attempts" in result.err and "check the registry URL" in result.err
+
+
+def test_local_registry_commands_never_import_httpx(workspace: Workspace) -> None:
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    program = ("import sys; from ffstore.cli import main; "
+               "codes = [main(['lock']), main(['sync']), main(['status'])]; "
+               "print(codes, 'httpx' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", program], cwd=workspace.project,
+                            env={**os.environ, "FF_HOME": str(workspace.home)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().endswith("[0, 0, 0] False"), result.stdout + result.stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_not_when_quiet() -> None:
+    assert type(for_terminal(False, str, io.StringIO())) is not Bar
+    assert type(for_terminal(True, str, Terminal())) is not Bar
+    screen = Terminal()
+    with for_terminal(False, lambda n: f"{n} B", screen) as bar:
+        bar.begin(2, 300)
+        bar.advance(100)
+        time.sleep(0.01)
+        bar.advance(200)
+        bar.file_done()
+        bar.file_done()
+    last = screen.getvalue().rstrip("\n").rsplit("\r", 1)[-1]
+    assert "[########################] 2/2 files  300 B / 300 B" in last
+    assert screen.getvalue().endswith("\n")

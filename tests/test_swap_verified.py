@@ -1,0 +1,415 @@
+"""`ff swap` and the Runtime end to end through the real store: publish → lock → sync →
+verified in-memory load → swap, plus every refusal the verified loader promises.
+
+One module-scoped registry + store + project is built once (publishing is the slow
+part); tests that change a project or a store work on their own copy of it, so the
+shared one always holds the same lock (face_swapper 1.1.0) and an intact store.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ffstore.cli import main
+from ffstore.context import Context, open_context
+from ffstore.errors import InputError, VerificationError
+from ffswap import standins
+from ffswap.adapters.detector import YuNetDetector
+from ffswap.errors import ContractError
+from ffswap.locked import LockedModels
+from ffswap.media import read_image
+from ffswap.providers import make_session
+from ffswap.runtime import Runtime
+from tests.conftest import Result, Workspace
+from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER, YUNET, pan_video, read_test_image
+
+ort.set_default_logger_severity(3)
+
+REPO = Path(__file__).resolve().parents[1]
+MODULES = {
+    "face_detector": ("yunet", ">=2026"),
+    "face_recognizer": ("standin_arcface", ">=1,<2"),
+    "face_swapper": ("standin_inswapper", ">=1,<2"),
+    "face_enhancer": ("standin_gfpgan", ">=1,<2"),
+}
+GRACE_FACE = (183, 121, 353, 333)  # YuNet's box for Grace Hopper (x1, y1, x2, y2)
+CORNERS = (np.s_[:60, :60], np.s_[:60, -60:], np.s_[-60:, :60], np.s_[-60:, -60:])
+
+
+def ff_runner(home: Path, project: Path) -> Callable[..., Result]:
+    """In-process `ff` bound to a store and a project by flags, not by chdir/env, so
+    module-scoped fixtures (which cannot use monkeypatch or capsys) can call it."""
+
+    def run(*args: str, expect: int | None = 0) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["--home", str(home), "--project", str(project), *args])
+        result = Result(code, out.getvalue(), err.getvalue())
+        if expect is not None:
+            assert code == expect, f"ff {' '.join(args)} -> {code}\n{result.out}\n{result.err}"
+        return result
+
+    return run
+
+
+@dataclass(frozen=True)
+class Published:
+    """The shared registry, store and locked + synced project."""
+
+    root: Path
+    home: Path
+    registry: Path
+    workspace: Workspace  # the shared project: lock at face_swapper 1.1.0, synced
+    other_key: str  # a second key nobody's models are signed with
+
+    def project(
+        self,
+        directory: Path,
+        modules: dict[str, tuple[str, str]] | None = None,
+        trust: list[str] | None = None,
+        home: Path | None = None,
+    ) -> Workspace:
+        """A new project in ``directory``: the shared lock copied when ``modules`` is
+        the shared set (no re-lock), otherwise locked afresh."""
+        directory.mkdir(parents=True)
+        workspace = Workspace(
+            directory.parent, home or self.home, directory, self.registry,
+            self.workspace.key_id, ff_runner(home or self.home, directory),
+        )
+        workspace.write_toml(modules or MODULES, trust=trust, registry=str(self.registry))
+        if modules is None:
+            shutil.copy(self.workspace.project / "facefusion.lock", directory / "facefusion.lock")
+        else:
+            workspace.run("lock")
+        return workspace
+
+
+def context_of(workspace: Workspace) -> Context:
+    """What `ff` would build for the project, without the test process's environment."""
+    return open_context(workspace.project, {"home": str(workspace.home)}, environ={})
+
+
+def _wrong_swapper() -> bytes:
+    """An inswapper look-alike whose target is 256x256: a mislabelled model."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["target"], ["output"])],
+        "wrong",
+        [
+            helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 256, 256]),
+            helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512]),
+        ],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 256, 256])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    return model.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
+    root = tmp_path_factory.mktemp("verified")
+    home, registry, project = root / "home", root / "registry", root / "project"
+    project.mkdir()
+    run = ff_runner(home, project)
+    key_id = run("key", "generate", "alice").out.strip()
+    other_key = run("key", "generate", "bob").out.strip()
+    workspace = Workspace(root, home, project, registry, key_id, run)
+    files = root / "files"
+    releases: list[tuple[str, str, str, str, bytes]] = [
+        ("standin_arcface", "1.0.0", "face_recognizer", "arcface.onnx", standins.face_recognizer(0)),
+        ("standin_inswapper", "1.0.0", "face_swapper", "inswapper_128.onnx",
+         standins.face_swapper(0, 0.6)),
+        ("standin_inswapper", "1.1.0", "face_swapper", "inswapper_128.onnx",
+         standins.face_swapper(1, 0.8)),
+        ("standin_gfpgan", "1.4.0", "face_enhancer", "gfpgan_1.4.onnx", standins.face_enhancer(0)),
+        ("wrong_inswapper", "1.0.0", "face_swapper", "wrong.onnx", _wrong_swapper()),
+    ]
+    workspace.publish(YUNET, "yunet", "2026.5.0")
+    for model, version, module, name, data in releases:
+        path = files / model / version / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        workspace.publish(path, model, version, module)
+    workspace.write_toml(MODULES, registry=str(registry))
+    run("lock")
+    run("sync")
+    lock = tomllib.loads(workspace.lock_text)
+    assert lock["modules"]["face_swapper"]["version"] == "1.1.0"
+    return Published(root, home, registry, workspace, other_key)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return read_test_image(ASTRONAUT)
+
+
+@pytest.fixture(scope="module")
+def grace() -> np.ndarray:
+    return read_test_image(GRACE_HOPPER)
+
+
+@pytest.fixture
+def counted_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Sizes of the models the Runtime made sessions for, in order."""
+    made: list[int] = []
+
+    def counting(data: bytes, *args: object, **kwargs: object) -> object:
+        made.append(len(data))
+        return make_session(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("ffswap.runtime.make_session", counting)
+    yield made
+
+
+def _swap(workspace: Workspace, source: Path, target: Path, output: Path, expect: int = 0) -> Result:
+    return workspace.run("swap", "--source", str(source), "--target", str(target),
+                         "--output", str(output), expect=expect)
+
+
+def _one_line_error(result: Result) -> str:
+    text = result.err.strip()
+    assert text.startswith("error: ") and "\n" not in text, result.err
+    return text
+
+
+def _changed(output: np.ndarray, original: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    x1, y1, x2, y2 = box
+    return float(np.abs(output[y1:y2, x1:x2].astype(int) - original[y1:y2, x1:x2]).mean())
+
+
+# --- ff swap on images and video ----------------------------------------------------
+
+
+def test_swap_image_changes_the_face_only_and_writes_atomically(
+    published: Published, tmp_path: Path, grace: np.ndarray
+) -> None:
+    output = tmp_path / "out.png"
+    result = _swap(published.workspace, ASTRONAUT, GRACE_HOPPER, output)
+    assert f"wrote {output} (1 image; CPUExecutionProvider)" in result.out
+    swapped = read_image(output)
+    assert swapped.shape == grace.shape
+    assert _changed(swapped, grace, GRACE_FACE) > 10
+    for corner in CORNERS:
+        np.testing.assert_array_equal(swapped[corner], grace[corner])
+    assert os.listdir(tmp_path) == ["out.png"], "no temp files left behind"
+
+
+def test_swap_video_keeps_every_frame(published: Published, tmp_path: Path, astronaut: np.ndarray) -> None:
+    target = pan_video(tmp_path / "pan.avi", astronaut, frames=10)
+    output = tmp_path / "out.avi"
+    result = _swap(published.workspace, GRACE_HOPPER, target, output)
+    assert "10 frames, 10 with faces" in result.out
+    capture = cv2.VideoCapture(str(output))
+    try:
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    assert ok and frame.shape == (256, 256, 3)
+    assert sorted(os.listdir(tmp_path)) == ["out.avi", "pan.avi"]
+
+
+def test_swap_every_face_of_a_two_face_image(
+    published: Published, tmp_path: Path, astronaut: np.ndarray, grace: np.ndarray
+) -> None:
+    frame = np.hstack([astronaut, cv2.resize(grace, (437, 512), interpolation=cv2.INTER_AREA)])
+    target = tmp_path / "two.png"
+    cv2.imwrite(str(target), frame)
+    _swap(published.workspace, GRACE_HOPPER, target, tmp_path / "out.png")
+    output = read_image(tmp_path / "out.png")
+    faces = YuNetDetector(make_session(YUNET.read_bytes(), "cpu")[0]).detect(frame)
+    assert len(faces) == 2
+    for face in faces:
+        assert _changed(output, frame, tuple(face.box.astype(int))) > 10
+    for corner in CORNERS:
+        np.testing.assert_array_equal(output[corner], frame[corner])
+
+
+def test_target_without_a_face_is_one_clear_error(published: Published, tmp_path: Path) -> None:
+    target = tmp_path / "grey.png"
+    cv2.imwrite(str(target), np.full((200, 200, 3), 128, dtype=np.uint8))
+    result = _swap(published.workspace, ASTRONAUT, target, tmp_path / "out.png", expect=1)
+    assert "no face found in the target image" in _one_line_error(result)
+    assert os.listdir(tmp_path) == ["grey.png"]
+
+
+@pytest.mark.parametrize("name", ["garbage.png", "garbage.avi", "missing.jpg"])
+def test_unreadable_target_is_bad_input(published: Published, tmp_path: Path, name: str) -> None:
+    target = tmp_path / name
+    if not name.startswith("missing"):
+        target.write_bytes(b"not media at all" * 8)
+    output = tmp_path / f"out{target.suffix}"
+    result = _swap(published.workspace, ASTRONAUT, target, output, expect=2)
+    assert "cannot" in _one_line_error(result) and str(target) in result.err
+    assert not output.exists()
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
+
+
+# --- refusals -------------------------------------------------------------------------
+
+
+def test_tampered_store_blob_is_refused_before_any_session(
+    published: Published, tmp_path: Path, counted_sessions: list[int]
+) -> None:
+    home = tmp_path / "home"
+    workspace = published.project(tmp_path / "project", home=home)
+    workspace.run("sync")
+    entry = tomllib.loads(workspace.lock_text)["modules"]["face_swapper"]
+    digest = entry["files"][0]["digest"]
+    blob = home / "blobs" / "sha256" / digest.split(":")[1]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.unlink()  # the store may share the inode with the registry: damage only this copy
+    blob.write_bytes(data)
+
+    with pytest.raises(VerificationError, match=re.escape(f"stored blob {digest} is corrupt")):
+        LockedModels(context_of(workspace)).load("face_swapper")
+    with pytest.raises(VerificationError, match="corrupt"):
+        Runtime(LockedModels(context_of(workspace)), execution_provider="cpu")
+    assert entry["files"][0]["size"] not in counted_sessions, "no session for the swapper"
+    assert len(counted_sessions) == 2  # detector and recogniser only
+    result = _swap(workspace, ASTRONAUT, GRACE_HOPPER, tmp_path / "out.png", expect=1)
+    assert "corrupt" in _one_line_error(result)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_module_not_in_the_lock_is_unknown(published: Published, tmp_path: Path) -> None:
+    modules = {name: spec for name, spec in MODULES.items() if name != "face_enhancer"}
+    workspace = published.project(tmp_path / "project", modules)
+    models = LockedModels(context_of(workspace))
+    with pytest.raises(InputError, match=r"unknown module 'face_enhancer'; modules in facefusion\.lock"):
+        models.load("face_enhancer")
+    with pytest.raises(InputError, match="unknown module 'face_enhancer'"):
+        Runtime(models, {"face_enhancer": None}, execution_provider="cpu")
+    # `ff swap` runs without the optional enhancer when it is not locked.
+    _swap(workspace, ASTRONAUT, GRACE_HOPPER, tmp_path / "out.png")
+
+
+def test_untrusted_signer_is_refused_by_name(
+    published: Published, tmp_path: Path, counted_sessions: list[int]
+) -> None:
+    workspace = published.project(tmp_path / "project", trust=[published.other_key])
+    with pytest.raises(VerificationError) as raised:
+        LockedModels(context_of(workspace)).load("face_detector")
+    # Refused at the registry's signed index or the manifest, whichever is checked
+    # first; either way the message names the signer so the user can decide.
+    assert published.workspace.key_id in str(raised.value)
+    assert re.search("not trusted|untrusted", str(raised.value))
+    result = _swap(workspace, ASTRONAUT, GRACE_HOPPER, tmp_path / "out.png", expect=1)
+    assert published.workspace.key_id in _one_line_error(result)
+    assert counted_sessions == []
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_io_contract_mismatch_is_refused_before_a_session(
+    published: Published, tmp_path: Path, counted_sessions: list[int]
+) -> None:
+    workspace = published.project(tmp_path / "project",
+                                  {**MODULES, "face_swapper": ("wrong_inswapper", ">=1")})
+    with pytest.raises(ContractError) as raised:
+        Runtime(LockedModels(context_of(workspace)), execution_provider="cpu")
+    message = str(raised.value)
+    assert "face_swapper" in message
+    assert "input 'target'" in message and "[1,3,256,256]" in message
+    assert "expected [1,3,128,128]" in message
+    assert len(counted_sessions) == 2, "detector and recogniser only, none for the swapper"
+    result = _swap(workspace, ASTRONAUT, GRACE_HOPPER, tmp_path / "out.png", expect=1)
+    assert "expected [1,3,128,128]" in _one_line_error(result)
+    assert not (tmp_path / "out.png").exists()
+
+
+# --- hot switching --------------------------------------------------------------------
+
+
+def test_hot_switch_after_rollback_and_under_load(
+    published: Published, tmp_path: Path, astronaut: np.ndarray, grace: np.ndarray
+) -> None:
+    source = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    target = cv2.resize(grace, (256, 300), interpolation=cv2.INTER_AREA)
+    workspace = published.project(tmp_path / "project")
+    with Runtime(LockedModels(context_of(workspace)), execution_provider="cpu") as runtime:
+        assert runtime.active["face_swapper"].version == "1.1.0"
+        newer = runtime.swap_image(source, target)
+
+        assert "1.1.0 -> 1.0.0" in workspace.run("rollback", "face_swapper").out
+        runtime.switch("face_swapper", "1.0.0")
+        assert runtime.active["face_swapper"].version == "1.0.0"
+        older = runtime.swap_image(source, target)
+        assert not np.array_equal(newer, older)
+        # The switched-in model is exactly what a fresh process gets from the new lock.
+        with Runtime(LockedModels(context_of(workspace)), execution_provider="cpu") as fresh:
+            assert fresh.active["face_swapper"].version == "1.0.0"
+            assert np.array_equal(fresh.swap_image(source, target), older)
+
+        # Switch back and forth while another thread keeps swapping frames: every frame
+        # is wholly one version's output, never a mix, and nothing fails.
+        errors: list[BaseException] = []
+        outputs: list[np.ndarray] = []
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                while not done.is_set() or not outputs:
+                    outputs.append(runtime.swap_image(source, target))
+            except BaseException as error:
+                errors.append(error)
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        switches = 0
+        try:
+            # At least 6 switches and 8 frames, so both really interleave.
+            while (switches < 6 or len(outputs) < 8) and worker.is_alive():
+                switches += 1
+                runtime.switch("face_swapper", ("1.1.0", "1.0.0")[switches % 2])
+        finally:
+            done.set()
+            worker.join()
+        assert errors == []
+        assert all(np.array_equal(o, newer) or np.array_equal(o, older) for o in outputs)
+        assert runtime.active["face_swapper"].version == ("1.1.0", "1.0.0")[switches % 2]
+
+
+# --- determinism ----------------------------------------------------------------------
+
+
+def test_swap_is_bit_identical_across_processes_and_stores(published: Published, tmp_path: Path) -> None:
+    """Two interpreters, two store locations synced from the same lock, same bytes out."""
+    workspace = published.project(tmp_path / "project")
+    outputs, processes = [], []
+    for name in ("a", "b"):
+        home = tmp_path / f"home-{name}"
+        ff_runner(home, workspace.project)("sync")
+        outputs.append(tmp_path / f"out-{name}.png")
+        env = {**os.environ, "FF_HOME": str(home), "PYTHONPATH": str(REPO)}
+        env.pop("FF_PROJECT", None)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "ffstore", "swap", "--source", str(ASTRONAUT),
+             "--target", str(GRACE_HOPPER), "--output", str(outputs[-1])],
+            cwd=workspace.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    first, second = (path.read_bytes() for path in outputs)
+    assert first == second
+    # ...and the same as this process made through the shared store.
+    _swap(published.workspace, ASTRONAUT, GRACE_HOPPER, tmp_path / "here.png")
+    assert (tmp_path / "here.png").read_bytes() == first
