@@ -146,12 +146,15 @@ def import_(ctx: click.Context, source: str, registry: str, key_name: str, versi
 @click.option("--upgrade", is_flag=True, help="Move every module to its newest allowed version.")
 @click.option("--upgrade-module", "upgrade_modules", multiple=True, metavar="MODULE",
               help="Move MODULE forward (lifting its hold). Repeatable.")
+@click.option("--registry", "registry", default=None, metavar="DIR_OR_URL",
+              help="Use this location for the default registry (setting registry).")
 @click.pass_context
-def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...]) -> None:
+def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...],
+         registry: str | None) -> None:
     """Resolve facefusion.toml into facefusion.lock."""
     from ffstore.workflow import lock as do_lock
 
-    context = _context(ctx)
+    context = _context(ctx, registry=registry)
     result = do_lock(context, upgrade, frozenset(upgrade_modules))
     for name, entry in sorted(result.lock.modules.items()):
         before = result.previous.modules.get(name) if result.previous else None
@@ -165,13 +168,15 @@ def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...]) ->
 @cli.command()
 @click.option("--locked", is_flag=True, help="Fail if facefusion.lock is stale (for CI).")
 @click.option("--jobs", type=int, default=None, help="Parallel transfers (setting jobs).")
+@click.option("--registry", "registry", default=None, metavar="DIR_OR_URL",
+              help="Use this location for the default registry (setting registry).")
 @click.pass_context
-def sync(ctx: click.Context, locked: bool, jobs: int | None) -> None:
+def sync(ctx: click.Context, locked: bool, jobs: int | None, registry: str | None) -> None:
     """Fetch and verify every locked model into the local store."""
     from ffstore.progress import for_terminal
     from ffstore.sync import sync as do_sync
 
-    context = _context(ctx, jobs=jobs)
+    context = _context(ctx, jobs=jobs, registry=registry)
     with for_terminal(bool(ctx.find_root().params.get("quiet")), _size) as progress:
         report = do_sync(context, locked, progress)
     if report.stale:
@@ -184,12 +189,15 @@ def sync(ctx: click.Context, locked: bool, jobs: int | None) -> None:
 @cli.command()
 @click.argument("module", required=False)
 @click.option("--to", "to_version", default=None, help="Roll MODULE back to this version.")
+@click.option("--registry", "registry", default=None, metavar="DIR_OR_URL",
+              help="Use this location for the default registry (setting registry).")
 @click.pass_context
-def rollback(ctx: click.Context, module: str | None, to_version: str | None) -> None:
+def rollback(ctx: click.Context, module: str | None, to_version: str | None,
+             registry: str | None) -> None:
     """Return MODULE (or the whole lock) to its previous version, and hold it."""
     from ffstore.workflow import rollback as do_rollback
 
-    context = _context(ctx)
+    context = _context(ctx, registry=registry)
     before = context.require_lock()
     after = do_rollback(context, module, to_version)
     for name, entry in sorted(after.modules.items()):

@@ -13,7 +13,7 @@ from ffstore.catalog import Catalog
 from ffstore.errors import InputError
 from ffstore.generations import History
 from ffstore.lockfile import Lock, read_lock
-from ffstore.project import Project, find_project_root, load_project
+from ffstore.project import Project, RegistryConfig, find_project_root, load_project
 from ffstore.store import Store
 
 
@@ -55,6 +55,9 @@ class Context:
             from ffstore.registry import TransferOptions, open_registry
 
             config = self.project.registries.get(registry_name)
+            override = self.settings["registry"]
+            if registry_name == "default" and override.source != "default":
+                config = RegistryConfig("default", override.value)
             if config is None:
                 raise InputError(f"registry {registry_name!r} is not in [registries] of "
                                  "facefusion.toml")

@@ -50,6 +50,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("home", "FF_HOME", lambda v: str(Path(str(v)).expanduser()), _default_home, False,
             "the local store (blobs, manifests, keys, generations)"),
+    Setting("registry", "FF_REGISTRY", str, lambda: None, False,
+            "location (directory or URL) of the `default` registry, over facefusion.toml's"),
     Setting("jobs", "FF_JOBS", _positive_int, lambda: 4, True, "parallel blob transfers"),
     Setting("gc_keep", "FF_GC_KEEP", _positive_int, lambda: 3, True,
             "generations per module that `ff gc` keeps"),

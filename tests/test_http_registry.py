@@ -380,3 +380,17 @@ def test_progress_bar_only_on_a_terminal_and_not_when_quiet() -> None:
     last = screen.getvalue().rstrip("\n").rsplit("\r", 1)[-1]
     assert "[########################] 2/2 files  300 B / 300 B" in last
     assert screen.getvalue().endswith("\n")
+
+
+def test_registry_flag_and_env_point_the_default_registry_at_a_url(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """facefusion.toml names a directory that does not exist here; the flag (or
+    FF_REGISTRY) says where this machine gets the models from."""
+    served.ws.write_toml({"face_detector": ("ulfd", ">=1")}, registry="no/such/dir")
+    result = served.ws.run("sync", expect=1)
+    assert "does not exist" in result.err
+    served.ws.run("sync", "--registry", served.url)
+    assert served.blob.read_bytes() == MODEL.read_bytes()
+    monkeypatch.setenv("FF_REGISTRY", served.url)
+    assert f"{served.url}" in served.ws.run("config").out
+    served.ws.run("lock")

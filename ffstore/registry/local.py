@@ -21,10 +21,13 @@ class LocalRegistry:
         except OSError as exc:
             raise FFError(f"cannot read {what} from registry {self.root}: {exc.strerror}") from None
 
-    def read_index(self) -> bytes:
+    def _require_root(self) -> None:
         if not self.root.is_dir():
             raise FFError(f"registry directory {self.root} does not exist; check [registries] "
-                          "in facefusion.toml")
+                          "in facefusion.toml or pass --registry")
+
+    def read_index(self) -> bytes:
+        self._require_root()
         return self._read(layout.INDEX, "index.json")
 
     def read_manifest(self, digest: str) -> bytes:
@@ -38,6 +41,7 @@ class LocalRegistry:
 
     def fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
         source = self.root / layout.blob(digest)
+        self._require_root()
         if not source.is_file():
             raise FFError(f"blob {digest} is missing from registry {self.root}")
         try:
