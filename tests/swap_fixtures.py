@@ -72,6 +72,23 @@ class FileModelProvider:
         return LoadedModel(module, path.stem, chosen, data, inputs, outputs)
 
 
+def wrong_swapper() -> bytes:
+    """An inswapper look-alike whose target is 256x256: a real-world mislabelled model."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["target"], ["output"])],
+        "wrong",
+        [
+            helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 256, 256]),
+            helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512]),
+        ],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 256, 256])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    return model.SerializeToString()
+
+
 def read_test_image(path: Path) -> np.ndarray:
     """Read a test image as BGR uint8, failing loudly if the test data is missing."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -34,6 +34,7 @@ from tests.swap_fixtures import (
     pan_video,
     read_test_image,
     rss_bytes,
+    wrong_swapper,
 )
 
 SWAP_PAD = 4 * 2**20  # padded swappers: a leaked model would show up in RSS
@@ -182,20 +183,7 @@ def test_no_face_raises(runtime: Runtime, astronaut: np.ndarray) -> None:
 
 
 def _wrong_swapper(path: Path) -> Path:
-    """An inswapper look-alike whose target is 256x256: a real-world mislabelled model."""
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["target"], ["output"])],
-        "wrong",
-        [
-            helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 256, 256]),
-            helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512]),
-        ],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 256, 256])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
-    path.write_bytes(model.SerializeToString())
+    path.write_bytes(wrong_swapper())
     return path
 
 

@@ -37,7 +37,14 @@ from ffswap.media import read_image
 from ffswap.providers import make_session
 from ffswap.runtime import Runtime
 from tests.conftest import Result, Workspace
-from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER, YUNET, pan_video, read_test_image
+from tests.swap_fixtures import (
+    ASTRONAUT,
+    GRACE_HOPPER,
+    YUNET,
+    pan_video,
+    read_test_image,
+    wrong_swapper,
+)
 
 ort.set_default_logger_severity(3)
 
@@ -105,23 +112,6 @@ def context_of(workspace: Workspace) -> Context:
     return open_context(workspace.project, {"home": str(workspace.home)}, environ={})
 
 
-def _wrong_swapper() -> bytes:
-    """An inswapper look-alike whose target is 256x256: a mislabelled model."""
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["target"], ["output"])],
-        "wrong",
-        [
-            helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 256, 256]),
-            helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512]),
-        ],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 256, 256])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
-    return model.SerializeToString()
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
     root = tmp_path_factory.mktemp("verified")
@@ -139,7 +129,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
         ("standin_inswapper", "1.1.0", "face_swapper", "inswapper_128.onnx",
          standins.face_swapper(1, 0.8)),
         ("standin_gfpgan", "1.4.0", "face_enhancer", "gfpgan_1.4.onnx", standins.face_enhancer(0)),
-        ("wrong_inswapper", "1.0.0", "face_swapper", "wrong.onnx", _wrong_swapper()),
+        ("wrong_inswapper", "1.0.0", "face_swapper", "wrong.onnx", wrong_swapper()),
     ]
     workspace.publish(YUNET, "yunet", "2026.5.0")
     for model, version, module, name, data in releases:
