@@ -10,10 +10,11 @@ reports the provider actually used.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from typing import Literal
 
 import onnxruntime as ort
@@ -108,8 +109,9 @@ def _preload_gpu_libraries() -> None:
     process), because they are not on the loader path and the provider would fail
     to find them."""
     if hasattr(ort, "preload_dlls"):
-        # A failed preload only means the probe session decides.
-        with suppress(Exception):
+        # A failed preload only means the probe session decides. preload_dlls print()s a
+        # line per missing library (a CPU-only machine lacks them all): keep it quiet.
+        with suppress(Exception), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
             ort.preload_dlls()
 
 
