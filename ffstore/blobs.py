@@ -262,12 +262,21 @@ class BlobStore:
     def read(self, digest: str) -> bytes:
         """Read a blob and check it on those very bytes, so the caller can hand the
         same buffer on with no window between check and use."""
+        data = self.read_unchecked(digest)
+        self.check_bytes(data, digest)
+        return data
+
+    def read_unchecked(self, digest: str) -> bytes:
+        """The blob's bytes, for a caller that runs `check_bytes` on them itself
+        (overlapping it with other work) before anything uses them."""
         try:
-            data = self.path(digest).read_bytes()
+            return self.path(digest).read_bytes()
         except FileNotFoundError:
             raise FFError(f"blob {digest} is not in the store at {self.root}; run `ff sync`") from None
+
+    @staticmethod
+    def check_bytes(data: bytes, digest: str) -> None:
         actual = f"sha256:{hashlib.sha256(data).hexdigest()}"
         if actual != digest:
             raise VerificationError(
                 f"stored blob {digest} is corrupt (hashes to {actual}); run `ff verify` then `ff sync`")
-        return data

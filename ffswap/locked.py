@@ -6,6 +6,8 @@ which the file could be swapped. The manifest must match the lock's digest and c
 a signature from a trusted key; anything else is refused before a session exists.
 """
 
+import functools
+
 from ffstore.context import Context
 from ffstore.errors import FFError, InputError
 from ffstore.lockfile import LockedModule
@@ -40,7 +42,8 @@ class LockedModels:
                              "facefusion.toml")
         return pin(self._context.catalog(spec.registry), spec, version)
 
-    def load(self, module: str, version: str | None = None) -> LoadedModel:
+    def load(self, module: str, version: str | None = None, *,
+             deferred_check: bool = False) -> LoadedModel:
         entry = self._entry(module, version)
         manifest = verified_manifest(self._context, entry)
         main = manifest.main_file
@@ -53,6 +56,11 @@ class LockedModels:
         blobs = self._context.store.blobs
         if not blobs.has(main.digest, main.size):
             sync_modules(self._context, [entry])  # a cached or local version: fetch, verified
-        data = blobs.read(main.digest)  # digest checked on exactly these bytes
-        return LoadedModel(module, manifest.model, manifest.version, data,
-                           main.onnx["inputs"], main.onnx["outputs"])
+        if not deferred_check:
+            data = blobs.read(main.digest)  # digest checked on exactly these bytes
+            return LoadedModel(module, manifest.model, manifest.version, data,
+                               main.onnx["inputs"], main.onnx["outputs"])
+        data = blobs.read_unchecked(main.digest)
+        return LoadedModel(module, manifest.model, manifest.version, data, main.onnx["inputs"],
+                           main.onnx["outputs"], functools.partial(blobs.check_bytes, data,
+                                                                   main.digest))

@@ -7,6 +7,7 @@ inference stack to do so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,12 +38,19 @@ class LoadedModel:
     data: bytes = field(repr=False)
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+    check: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Set when `data` has not been verified yet (``deferred_check``): raises unless the
+    bytes are the right ones. The runtime runs it while onnxruntime builds the session
+    from the same bytes and throws the session away unless it passes."""
 
 
 class ModelProvider(Protocol):
     """Source of verified models; the store's lockfile-backed loader implements it."""
 
-    def load(self, module: str, version: str | None) -> LoadedModel:
+    def load(self, module: str, version: str | None, *,
+             deferred_check: bool = False) -> LoadedModel:
         """Return the model for ``module`` at ``version`` (``None``: the locked or
-        default version). Raise if it is missing or fails verification."""
+        default version). Raise if it is missing or fails verification; with
+        ``deferred_check`` the digest check of ``data`` may be left to
+        ``LoadedModel.check``, which the caller must run before using the bytes."""
         ...

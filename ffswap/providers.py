@@ -20,6 +20,7 @@ from typing import Literal
 import onnxruntime as ort
 
 from ffswap.errors import ProviderUnavailableError
+from ffswap.model_source import LoadedModel
 
 Preference = Literal["auto", "cpu", "cuda", "tensorrt"]
 PREFERENCES: tuple[Preference, ...] = ("auto", "cpu", "cuda", "tensorrt")
@@ -165,3 +166,46 @@ def make_session(
                 f"{providers[0]} is installed but did not load (missing CUDA libraries?)"
             )
     return session, used
+
+
+def make_checked_session(
+    loaded: LoadedModel, preference: Preference = "auto", threads: int | None = None
+) -> tuple[ort.InferenceSession, str]:
+    """`make_session`, with the model's deferred digest check run alongside.
+
+    SHA-256 of a large model costs about a third of building its session; run one
+    after the other they add up. Here the hash runs in a thread (hashlib releases the
+    GIL) while onnxruntime parses the *same* bytes object, and the session is handed
+    out only after the check passed, so nothing ever runs on unverified bytes. When
+    both fail, the check's error wins: "corrupt" explains a parse error, not the other
+    way round. The blob was verified when it entered the store; this check catches
+    what changed it since.
+    """
+    if loaded.check is None:
+        return make_session(loaded.data, preference, threads=threads)
+    started = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def check() -> None:
+        started.set()
+        try:
+            loaded.check()  # type: ignore[misc]
+            outcome.append(None)
+        except BaseException as error:  # re-raised on the caller's thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=check, daemon=True)
+    worker.start()
+    # onnxruntime may hold the GIL while it builds the session: let the hash begin first.
+    started.wait()
+    try:
+        built = make_session(loaded.data, preference, threads=threads)
+    except BaseException:
+        worker.join()
+        if outcome[0] is not None:
+            raise outcome[0] from None
+        raise
+    worker.join()
+    if outcome[0] is not None:
+        raise outcome[0]
+    return built

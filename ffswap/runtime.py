@@ -34,7 +34,7 @@ from ffswap.model_source import (
     ModelProvider,
 )
 from ffswap.pipeline import FaceSwapper
-from ffswap.providers import Preference, make_session
+from ffswap.providers import Preference, make_checked_session
 from ffswap.video import ProgressFn, VideoResult, process_video
 
 
@@ -91,12 +91,12 @@ class Runtime:
                 self._active[module] = self._load(module, wanted[module])
 
     def _load(self, module: str, version: str | None) -> ActiveModel:
-        loaded = self._models.load(module, version)
+        loaded = self._models.load(module, version, deferred_check=True)
         if loaded.module != module:
             raise ContractError(module, [f"provider returned a {loaded.module!r} model"])
         # Refuse on the manifest's I/O first: cheap, and no session for a wrong model.
         adapter_class = select_adapter(module, loaded.inputs, loaded.outputs)
-        session, used = make_session(loaded.data, self._preference, threads=self._threads)
+        session, used = make_checked_session(loaded, self._preference, self._threads)
         # The manifest is the publisher's claim; the session is the truth. They must agree.
         differences = check_contract(adapter_class.CONTRACT, *session_io(session))
         if differences:

@@ -62,7 +62,8 @@ class FileModelProvider:
         default_factory=dict
     )
 
-    def load(self, module: str, version: str | None) -> LoadedModel:
+    def load(self, module: str, version: str | None, *,
+             deferred_check: bool = False) -> LoadedModel:
         versions = self.catalog[module]
         chosen = version if version is not None else next(iter(versions))
         path = versions[chosen]

@@ -198,7 +198,7 @@ def test_contract_mismatch_is_refused_before_a_session(
         made.append("session")
         return real_make_session(data, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("ffswap.runtime.make_session", counting_make_session)
+    monkeypatch.setattr("ffswap.providers.make_session", counting_make_session)
     with pytest.raises(ContractError) as raised:
         Runtime(FileModelProvider(wrong), execution_provider="cpu")
     message = str(raised.value)

