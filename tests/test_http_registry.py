@@ -3,10 +3,13 @@ http.server`, and variants of ff's own handler that misbehave on purpose (drop t
 connection, send wrong or endless bytes, lie about the length, fail, hang). No
 transport is mocked: every byte crosses a socket."""
 
+import datetime
 import hashlib
 import io
+import ipaddress
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,10 +21,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ffstore.index import parse_index, rotation_record
 from ffstore.progress import Bar, for_terminal
 from ffstore.publish import write_index
+from ffstore.registry.transport import READ_SIZE, StdlibTransport, direct_transport
 from ffstore.serve import RegistryHandler, RegistryServer, byte_range, make_server
 from ffstore.signing import generate_key, load_key
 from tests.conftest import ULFD, Workspace
@@ -394,3 +401,94 @@ def test_registry_flag_and_env_point_the_default_registry_at_a_url(
     monkeypatch.setenv("FF_REGISTRY", served.url)
     assert f"{served.url}" in served.ws.run("config").out
     served.ws.run("lock")
+
+
+class CountingServer(TrickServer):
+    """Counts the connections it accepts and says when it has closed one."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, ["normal"])
+        self.connections = 0
+        self.closed = threading.Event()
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        self.connections += 1
+        return super().get_request()
+
+    def shutdown_request(self, request: object) -> None:
+        super().shutdown_request(request)
+        self.closed.set()
+
+
+def test_transport_keeps_connections_alive_reads_large_pieces_and_reports_short_bodies(
+        workspace: Workspace) -> None:
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    blob = f"blobs/sha256/{DIGEST.split(':')[1]}"
+    server = CountingServer(workspace.registry)
+    with running(server) as url, httpx.Client(transport=StdlibTransport(), timeout=5) as client:
+        with client.stream("GET", url + blob) as response:
+            pieces = [len(piece) for piece in response.iter_raw()]
+        assert pieces == [READ_SIZE] * (SIZE // READ_SIZE) + [SIZE % READ_SIZE]
+        assert client.get(url + "index.json").status_code == 200
+        assert server.connections == 1
+        # The server closes this one after answering, unannounced: the idle connection
+        # is found closed and replaced, not used to fail the next request.
+        client.get(url + "index.json", headers={"Connection": "close"})
+        assert server.closed.wait(5)
+        assert client.get(url + blob).content == MODEL.read_bytes()
+        assert server.connections == 2
+        server.modes = ["drop"]
+        with pytest.raises(httpx.RemoteProtocolError, match="unsent"):
+            client.get(url + blob)
+
+
+def test_a_proxy_in_the_environment_leaves_requests_to_httpx(monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    for scheme in ("http", "https", "all", "no"):
+        monkeypatch.delenv(f"{scheme}_proxy", raising=False)
+        monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
+    assert isinstance(direct_transport(), StdlibTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert direct_transport() is None
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(
+            "127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_registry_is_trusted_through_ssl_cert_file(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    server = TrickServer(workspace.registry, ["normal"])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    with running(server) as url:
+        workspace.write_toml({"face_detector": ("ulfd", ">=1")},
+                             registry=url.replace("http://", "https://"))
+        result = workspace.run("lock", expect=1)
+        assert "CERTIFICATE_VERIFY_FAILED" in result.err and "set SSL_CERT_FILE" in result.err
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+        workspace.run("lock")
+        workspace.run("sync")
+    assert (workspace.home / "blobs" / "sha256" / DIGEST.split(":")[1]).read_bytes() == \
+        MODEL.read_bytes()

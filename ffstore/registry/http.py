@@ -31,6 +31,7 @@ from ffstore.digests import hex_part
 from ffstore.errors import FFError, VerificationError
 from ffstore.registry import layout
 from ffstore.registry.base import Progress, TransferOptions
+from ffstore.registry.transport import direct_transport
 
 MAX_DOCUMENT = 64 << 20  # an index, manifest or signature file; beyond this a server is broken
 BACKOFF_FRACTION = 0.05  # first pause between attempts, as a fraction of the timeout
@@ -88,7 +89,10 @@ class HttpRegistry:
         # them first; the registry itself is the last resort.
         self._blob_sources = (*(_base(m) for m in mirrors), self._base)
         self._options = options
+        # httpx is the client; without a proxy, the bytes travel by http.client, which
+        # receives a body for a fraction of the CPU time of httpx's own transport.
         self._client = httpx.Client(timeout=options.timeout, follow_redirects=True,
+                                    transport=direct_transport(),
                                     headers={"User-Agent": f"ff/{__version__}"})
 
     # --- retries ----------------------------------------------------------------
