@@ -14,7 +14,7 @@ import click
 
 from ffstore import __version__
 from ffstore.context import Context, open_context
-from ffstore.errors import FFError
+from ffstore.errors import FFError, InputError
 
 PLUGIN_GROUP = "ff.commands"
 
@@ -84,6 +84,28 @@ def key_generate(ctx: click.Context, name: str) -> None:
     made = generate_key(context.store.key_dir, name)
     click.echo(made.key_id)
     click.echo(f"private key: {context.store.key_dir / (name + '.key')} (keep it secret)", err=True)
+
+
+@key.command("rotate")
+@click.argument("old")
+@click.argument("new")
+@click.option("--registry", required=True, type=click.Path(file_okay=False),
+              help="Registry directory whose signing key changes.")
+@click.pass_context
+def key_rotate(ctx: click.Context, old: str, new: str, registry: str) -> None:
+    """Make NEW the registry's signing key, vouched for by OLD (key names or files;
+    NEW may also be a key id)."""
+    from ffstore.publish import rotate_key
+    from ffstore.signing import is_key_id
+
+    context = _context(ctx, need_project=False)
+    new_id = new if is_key_id(new) else _load_key(context, new).key_id
+    if not (Path(registry) / "index.json").is_file():
+        raise InputError(f"{registry} has no index.json; publish into it first")
+    changed = rotate_key(Path(registry), _load_key(context, old), new_id,
+                         context.setting("index_expiry_days"))
+    _say(ctx, f"{new_id} now signs {registry} (vouched for by {old})" if changed
+         else "this rotation is already listed")
 
 
 def _load_key(context: Context, name: str) -> Any:

@@ -117,6 +117,24 @@ def publish(registry_root: Path, files: list[Path], model: str, version: str, mo
     return PublishResult(manifest, added, existing is None, new_signature)
 
 
+def rotate_key(registry_root: Path, old: SigningKey, new_key_id: str, expiry_days: int) -> bool:
+    """Introduce `new_key_id` as this registry's signing key, vouched for by `old`:
+    clients that trust `old` then accept indexes and manifests signed by the new key.
+    Returns False when the registry already lists this rotation."""
+    from ffstore.index import rotation_record
+    from ffstore.signing import check_key_id
+
+    check_key_id(new_key_id, "new key")
+    with fsutil.file_lock(registry_root / ".ff-publish.lock"):
+        index = _read_index(registry_root)
+        if any(r.get("old") == old.key_id and r.get("new") == new_key_id
+               for r in index.rotations):
+            return False
+        index.rotations.append(rotation_record(old, new_key_id))
+        write_index(registry_root, index, old, expiry_days)
+    return True
+
+
 def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days: int) -> None:
     """Bump the version (it must only grow), renew the expiry, sign, write."""
     index.version += 1

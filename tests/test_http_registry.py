@@ -25,12 +25,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ffstore.index import parse_index, rotation_record
+from ffstore.index import parse_index
 from ffstore.progress import Bar, for_terminal
 from ffstore.publish import write_index
 from ffstore.registry.transport import READ_SIZE, StdlibTransport, direct_transport
 from ffstore.serve import RegistryHandler, RegistryServer, byte_range, make_server
-from ffstore.signing import generate_key, load_key
+from ffstore.signing import load_key
 from tests.conftest import ULFD, Workspace
 
 MODEL = ULFD["slim-320"]
@@ -333,11 +333,11 @@ def test_expired_index_is_refused(served: Served) -> None:
 
 def test_rotated_key_is_accepted(served: Served) -> None:
     ws = served.ws
-    alice = load_key(ws.home / "keys", "alice")
-    bob = generate_key(ws.home / "keys", "bob")
-    index = parse_index((ws.registry / "index.json").read_bytes(), "index")
-    index.rotations.append(rotation_record(alice, bob.key_id))
-    write_index(ws.registry, index, alice, expiry_days=30)
+    ws.run("key", "generate", "bob")
+    assert "now signs" in ws.run("key", "rotate", "alice", "bob", "--registry",
+                                 str(ws.registry)).out
+    assert "already listed" in ws.run("key", "rotate", "alice", "bob", "--registry",
+                                      str(ws.registry)).out
     ws.publish(ULFD["RFB-320"], "ulfd", "2.0.0", key="bob")  # index and manifest signed by bob
     assert "ulfd 2.0.0" in ws.run("lock", "--upgrade").out  # trust still names alice only
     ws.run("sync")
