@@ -32,11 +32,11 @@ class Recognizer(Protocol):
 
 
 class Swapper(Protocol):
-    def swap(self, frame: np.ndarray, face: Face, embedding: np.ndarray) -> np.ndarray: ...
+    def swap_in_place(self, frame: np.ndarray, face: Face, embedding: np.ndarray) -> None: ...
 
 
 class Enhancer(Protocol):
-    def enhance(self, frame: np.ndarray, face: Face) -> np.ndarray: ...
+    def enhance_in_place(self, frame: np.ndarray, face: Face) -> None: ...
 
 
 def _check_image(image: np.ndarray, where: str) -> None:
@@ -86,18 +86,24 @@ class FaceSwapper:
             raise NoFaceError("source image")
         return self.recognizer.embed(source, max(faces, key=lambda face: face.area))
 
-    def swap_faces(self, frame: np.ndarray, faces: list[Face], embedding: np.ndarray) -> np.ndarray:
-        """Swap (then enhance) the given faces of ``frame``; a new frame is returned.
+    def swap_faces(
+        self, frame: np.ndarray, faces: list[Face], embedding: np.ndarray, *, in_place: bool = False
+    ) -> np.ndarray:
+        """Swap (then enhance) the given faces of ``frame``; the result is returned.
 
         All swaps happen before any enhancement so an enhancer crop that overlaps a
-        neighbouring face sees that face already swapped.
+        neighbouring face sees that face already swapped. Every stage pastes into one
+        buffer: a new frame copy per face and stage would cost more than the stand-in
+        models' inference on a 720p frame. That buffer is a copy of ``frame`` unless
+        ``in_place`` is set by a caller that has no further use for the input (a
+        decoded video frame), which saves the one full-frame copy too.
         """
-        result = frame
+        result = frame if in_place else frame.copy()
         for face in faces:
-            result = self.swapper.swap(result, face, embedding)
+            self.swapper.swap_in_place(result, face, embedding)
         if self.enhancer is not None:
             for face in faces:
-                result = self.enhancer.enhance(result, face)
+                self.enhancer.enhance_in_place(result, face)
         return result
 
     def swap_target(self, target: np.ndarray, embedding: np.ndarray) -> np.ndarray:

@@ -186,7 +186,8 @@ class Runtime:
             faces = current.detector.detect(frame)
             if not faces:
                 return None
-            return current.swap_faces(frame, faces, cached[current_generation])
+            # The decoded frame is ours and not needed afterwards: paste into it.
+            return current.swap_faces(frame, faces, cached[current_generation], in_place=True)
 
         return process_video(target, output, frame_fn, progress=progress)
 

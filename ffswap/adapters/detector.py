@@ -104,25 +104,32 @@ class YuNetDetector:
         if self._fixed is None:
             in_h, in_w = -(-new_h // 32) * 32, -(-new_w // 32) * 32
         resized = image if scale == 1.0 else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        # Filled channel-first, so onnxruntime gets a contiguous tensor to use as is
-        # rather than copying a transposed view on every frame.
-        canvas = np.zeros((1, 3, in_h, in_w), dtype=np.float32)
-        canvas[0, :, :new_h, :new_w] = resized.transpose(2, 0, 1)
+        # Filled channel-first, so onnxruntime gets a contiguous tensor to use as is;
+        # from OpenCV's split planes, each a contiguous uint8 -> float32 copy, rather
+        # than a strided copy of a transposed view. Only the padding is zeroed.
+        canvas = np.empty((1, 3, in_h, in_w), dtype=np.float32)
+        canvas[0, :, new_h:, :] = 0
+        canvas[0, :, :new_h, new_w:] = 0
+        for channel, plane in enumerate(cv2.split(resized)):
+            canvas[0, channel, :new_h, :new_w] = plane
         return canvas, scale
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in a BGR uint8 image, best score first."""
         blob, scale = self._prepare(image)
-        in_h, in_w = blob.shape[2:]
+        in_w = blob.shape[3]
         results = dict(zip(self._outputs, self._session.run(self._outputs, {"input": blob}), strict=True))
         boxes, scores, points = [], [], []
         for stride in _STRIDES:
-            rows, cols = in_h // stride, in_w // stride
-            grid_y, grid_x = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
             cls = np.clip(results[f"cls_{stride}"][0, :, 0], 0, 1)
             obj = np.clip(results[f"obj_{stride}"][0, :, 0], 0, 1)
-            bbox = results[f"bbox_{stride}"][0]
-            kps = results[f"kps_{stride}"][0].reshape(-1, 5, 2)
+            score = np.sqrt(cls * obj)
+            # Only anchors that can pass the threshold are decoded: a handful of the
+            # thousands per frame.
+            anchors = np.flatnonzero(score >= self._score_threshold)
+            grid_y, grid_x = (index.astype(np.float32) for index in np.divmod(anchors, in_w // stride))
+            bbox = results[f"bbox_{stride}"][0][anchors]
+            kps = results[f"kps_{stride}"][0][anchors].reshape(-1, 5, 2)
             centre_x = (grid_x + bbox[:, 0]) * stride
             centre_y = (grid_y + bbox[:, 1]) * stride
             half_w = np.exp(bbox[:, 2]) * stride / 2
@@ -130,7 +137,7 @@ class YuNetDetector:
             boxes.append(
                 np.column_stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h])
             )
-            scores.append(np.sqrt(cls * obj))
+            scores.append(score[anchors])
             grid = np.stack([grid_x, grid_y], axis=-1)[:, None, :]
             points.append((kps + grid) * stride)
         all_boxes = np.concatenate(boxes) / scale

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ffswap.align import warp_face
+from ffswap.align import pixel_lut, warp_blob
 from ffswap.contracts import Contract, TensorSpec
 from ffswap.face import Face
-from ffswap.paste import box_mask, paste_back, to_bgr_uint8
+from ffswap.paste import box_mask, paste_back
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -34,16 +34,11 @@ class GfpganEnhancer:
     def __init__(self, session: ort.InferenceSession, *, blend: float = 0.8, mask_blur: float = 0.3) -> None:
         self._session = session
         self._mask = box_mask(self.SIZE, mask_blur) * np.float32(blend)
+        self._lut = pixel_lut(127.5, 1.0)
 
-    def enhance(self, frame: np.ndarray, face: Face) -> np.ndarray:
-        """Return a copy of the BGR ``frame`` with ``face`` enhanced."""
-        crop, matrix = warp_face(frame, face.landmarks, "ffhq_512", self.SIZE)
-        # RGB CHW straight from the BGR crop, normalised in place (see the swapper).
-        blob = crop[..., ::-1].transpose(2, 0, 1).astype(np.float32, order="C")
-        blob /= 127.5
-        blob -= 1.0
-        (output,) = self._session.run(["output"], {"input": blob[None]})
-        restored = output[0] if output.flags.writeable else output[0].copy()
-        np.clip(restored, -1, 1, out=restored)
-        restored += 1.0
-        return paste_back(frame, to_bgr_uint8(restored, 127.5, 0.0, 255.0), self._mask, matrix)
+    def enhance_in_place(self, frame: np.ndarray, face: Face) -> None:
+        """Enhance ``face`` of the BGR ``frame``, in place."""
+        blob, matrix = warp_blob(frame, face.landmarks, "ffhq_512", self.SIZE, self._lut)
+        (output,) = self._session.run(["output"], {"input": blob})
+        # -1..1 to 0..255: clip(x * 127.5 + 127.5) equals (clip(x, -1, 1) + 1) * 127.5.
+        paste_back(frame, output[0], 127.5, 127.5, self._mask, matrix)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
-from ffswap.align import warp_face
+from ffswap.align import pixel_lut, warp_blob
 from ffswap.contracts import Contract, TensorSpec
 from ffswap.face import Face
 
@@ -33,12 +32,11 @@ class ArcFaceRecognizer:
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self._session = session
+        self._lut = pixel_lut(127.5, 1.0)
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
         """Unit-length float32 [512] identity embedding of ``face`` in a BGR image."""
-        crop, _ = warp_face(image, face.landmarks, "arcface_112_v2", self.SIZE)
-        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)
-        blob = (rgb / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        blob, _ = warp_blob(image, face.landmarks, "arcface_112_v2", self.SIZE, self._lut)
         (embedding,) = self._session.run(["output"], {"input": blob})
         vector = embedding.reshape(-1).astype(np.float32)
         norm = float(np.linalg.norm(vector))

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ffswap.align import warp_face
+from ffswap.align import pixel_lut, warp_blob
 from ffswap.contracts import Contract, TensorSpec
 from ffswap.face import Face
-from ffswap.paste import box_mask, paste_back, to_bgr_uint8
+from ffswap.paste import box_mask, paste_back
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -36,17 +36,11 @@ class InswapperSwapper:
     def __init__(self, session: ort.InferenceSession, *, mask_blur: float = 0.3) -> None:
         self._session = session
         self._mask = box_mask(self.SIZE, mask_blur)
+        self._lut = pixel_lut(255.0, 0.0)
 
-    def swap(self, frame: np.ndarray, face: Face, embedding: np.ndarray) -> np.ndarray:
-        """Return a copy of the BGR ``frame`` with ``face`` given the source identity."""
-        crop, matrix = warp_face(frame, face.landmarks, "arcface_128_v2", self.SIZE)
-        # BGR HWC -> RGB CHW by view, then one contiguous float copy: no cvtColor, and
-        # onnxruntime gets a C-contiguous tensor instead of copying a transposed view.
-        target = crop[..., ::-1].transpose(2, 0, 1).astype(np.float32, order="C")
-        target /= 255.0
-        feeds = {
-            "target": target[None],
-            "source": embedding.reshape(1, -1).astype(np.float32),
-        }
+    def swap_in_place(self, frame: np.ndarray, face: Face, embedding: np.ndarray) -> None:
+        """Give ``face`` of the BGR ``frame`` the source identity, in place."""
+        target, matrix = warp_blob(frame, face.landmarks, "arcface_128_v2", self.SIZE, self._lut)
+        feeds = {"target": target, "source": embedding.reshape(1, -1).astype(np.float32)}
         (output,) = self._session.run(["output"], feeds)
-        return paste_back(frame, to_bgr_uint8(output[0], 255.0, 0.0, 255.0), self._mask, matrix)
+        paste_back(frame, output[0], 255.0, 0.0, self._mask, matrix)
