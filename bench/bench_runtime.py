@@ -340,7 +340,7 @@ def part_load(env: dict[str, str], repeat: int) -> None:
 def part_pipeline(env: dict[str, str], frames: int, profile: bool) -> None:
     import cv2
 
-    import ffswap.atomic
+    import ffstore.fsutil
     from ffswap.locked import LockedModels
     from ffswap.runtime import Runtime
 
@@ -357,7 +357,7 @@ def part_pipeline(env: dict[str, str], frames: int, profile: bool) -> None:
             output = workdir / "clip-out.avi"
             runtime.swap_video(source, clip, output)  # warm-up: first-run allocations
             with timed_runs() as spent, timed_frames() as in_frames, \
-                    timed_function(ffswap.atomic, "_fsync_path") as fsync:
+                    timed_function(ffstore.fsutil, "commit") as fsync:
                 start = time.perf_counter()
                 result = runtime.swap_video(source, clip, output)
                 wall = time.perf_counter() - start
@@ -372,7 +372,8 @@ def part_pipeline(env: dict[str, str], frames: int, profile: bool) -> None:
             print(f"      of wall: pre/post-processing in the frame function "
                   f"{(in_frames[0] - inside) / wall:5.1%} ({(in_frames[0] - inside) * 1000 / frames:.1f} "
                   f"ms/frame); outside the frame function "
-                  f"{1 - in_frames[0] / wall:5.1%} (of which fsync of the output {fsync[0] / wall:5.1%}; "
+                  f"{1 - in_frames[0] / wall:5.1%} (of which committing the output "
+                  f"{fsync[0] / wall:5.1%}; "
                   "the rest: source face, open/close, waiting on decode/encode)")
             for module, (seconds, calls) in sorted(spent.items()):
                 print(f"      {module:16s} {seconds * 1000 / calls:6.2f} ms/run  x{calls}")

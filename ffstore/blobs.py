@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from ffstore import fsutil
-from ffstore.digests import check_digest, hex_part
+from ffstore.digests import check_digest, hex_part, is_digest
 from ffstore.errors import FFError, VerificationError
 
 CHUNK = 4 << 20
@@ -227,8 +227,9 @@ class BlobStore:
     def _publish(self, handle: BinaryIO, temp: Path, digest: str) -> bool:
         """Move a verified temp file to its digest's name (fsync, read-only, rename)."""
         destination = self.path(digest)
+        handle.flush()  # the last chunk may still sit in the file object's buffer
         with contextlib.suppress(FileNotFoundError):
-            if destination.stat().st_size == temp.stat().st_size:
+            if destination.stat().st_size == os.fstat(handle.fileno()).st_size:
                 temp.unlink()  # deduplicated: the same bytes are already stored
                 return False
             # else a damaged copy (truncated, say) sits there: the verified one replaces it
@@ -242,7 +243,7 @@ class BlobStore:
         if not self.blob_dir.is_dir():
             return
         for entry in sorted(self.blob_dir.iterdir()):
-            if not entry.name.startswith(fsutil.TEMP_PREFIX):
+            if is_digest(f"sha256:{entry.name}"):  # not temp files or strays
                 yield f"sha256:{entry.name}"
 
     def rehash(self, digest: str) -> str:

@@ -5,7 +5,7 @@ kept in the local store."""
 
 from functools import cached_property
 
-from ffstore.errors import VerificationError
+from ffstore.errors import FFError, VerificationError
 from ffstore.index import Index, parse_index, verify_index
 from ffstore.manifest import Manifest, parse_manifest, parse_signatures, require_trusted
 from ffstore.project import RegistryConfig
@@ -28,9 +28,12 @@ class Catalog:
     @cached_property
     def _verified(self) -> tuple[Index, frozenset[str]]:
         index = parse_index(self.registry.read_index(), self.where)
+        # Keyed by where the bytes really come from (a resolved directory, a URL), not
+        # by the toml's spelling: two projects saying "models/registry" differ.
+        location = self.registry.location
         keys = verify_index(index, self._trusted, self.where,
-                            min_version=self._store.seen_index_version(self.config.location))
-        self._store.remember_index_version(self.config.location, index.version)
+                            min_version=self._store.seen_index_version(location))
+        self._store.remember_index_version(location, index.version)
         return index, keys
 
     @property
@@ -57,7 +60,14 @@ class Catalog:
         return manifest, signers
 
     def _signers(self, manifest: Manifest, digest: str, signatures: dict[str, str]) -> list[str]:
+        """Trusted signers by the user's keys alone when possible, so a cached manifest
+        needs no network; otherwise the index is read for keys rotated in. If the index
+        cannot vouch either, the manifest's own refusal is the news."""
         try:
             return require_trusted(manifest, digest, signatures, self._trusted)
-        except VerificationError:
-            return require_trusted(manifest, digest, signatures, self.trusted)
+        except VerificationError as direct:
+            try:
+                keys = self.trusted
+            except FFError:
+                raise direct from None
+            return require_trusted(manifest, digest, signatures, keys)

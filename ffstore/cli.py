@@ -297,8 +297,7 @@ def verify(ctx: click.Context) -> None:
     from ffstore.verify import verify as do_verify
 
     context = _context(ctx, need_project=False)
-    trusted = context.project.trusted if context.project_root else None
-    report = do_verify(context.store, trusted)
+    report = do_verify(context.store)
     for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
     if report.problems:

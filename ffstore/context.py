@@ -52,12 +52,16 @@ class Context:
 
     def catalog(self, registry_name: str) -> Catalog:
         if registry_name not in self._catalogs:
-            from ffstore.registry import TransferOptions, open_registry
+            from ffstore.registry import TransferOptions, is_url, open_registry
 
             config = self.project.registries.get(registry_name)
             override = self.settings["registry"]
             if registry_name == "default" and override.source != "default":
-                config = RegistryConfig("default", override.value)
+                # A directory given on the command line or in FF_REGISTRY is relative to
+                # where the user is, not to the project.
+                location = override.value if is_url(override.value) else str(
+                    Path(override.value).resolve())
+                config = RegistryConfig("default", location)
             if config is None:
                 raise InputError(f"registry {registry_name!r} is not in [registries] of "
                                  "facefusion.toml")

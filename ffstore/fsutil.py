@@ -39,8 +39,16 @@ def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[BinaryIO, Pat
         raise
 
 
+def _default_mode() -> int:
+    """What a plainly created file would get (mkstemp makes temp files 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def commit(handle: BinaryIO, temp: Path, destination: Path, mode: int | None = None) -> None:
-    """Flush and fsync `handle`, then rename `temp` over `destination`."""
+    """Flush and fsync `handle`, set `mode` (None: leave it), then rename `temp`
+    over `destination`."""
     handle.flush()
     os.fsync(handle.fileno())
     if mode is not None:
@@ -49,10 +57,24 @@ def commit(handle: BinaryIO, temp: Path, destination: Path, mode: int | None = N
     fsync_dir(destination.parent)
 
 
+@contextlib.contextmanager
+def atomic_path(destination: Path) -> Iterator[Path]:
+    """For writers that need a file name rather than a handle (OpenCV's encoders): a
+    temp path beside `destination` with its extension (encoders choose the format by
+    it). On a clean exit it is fsynced and renamed over `destination`; on an error it
+    is removed and `destination` is left as it was."""
+    with temp_file(destination.parent, suffix=destination.suffix) as (_handle, temp):
+        yield temp
+        with open(temp, "rb") as written:
+            commit(written, temp, destination, _default_mode())
+
+
 def atomic_write(destination: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace `destination` with `data`; without `mode`, the file gets the mode a
+    newly created file would (mkstemp's temp files are 0600)."""
     with temp_file(destination.parent) as (handle, temp):
         handle.write(data)
-        commit(handle, temp, destination, mode)
+        commit(handle, temp, destination, _default_mode() if mode is None else mode)
 
 
 def sweep_temp_files(root: Path) -> None:

@@ -118,15 +118,20 @@ def parse_index(data: bytes, where: str) -> Index:
                 for version_text, entry in versions.items() if isinstance(entry, dict)
             }
         rotations = signed.get("rotations", [])
-        if not isinstance(rotations, list) or not all(isinstance(r, dict) for r in rotations):
+        if not isinstance(rotations, list) or not all(
+                isinstance(r, dict) and set(r) == {"old", "new", "sig"}
+                and all(isinstance(v, str) for v in r.values()) for r in rotations):
             raise ValueError(f"{where} has malformed key rotations")
         index.rotations = rotations
-        for item in doc.get("signatures") or []:
-            if isinstance(item, dict) and isinstance(item.get("keyid"), str):
-                index.signatures[item["keyid"]] = str(item.get("sig", ""))
-    except (ValueError, InputError) as exc:
+        signatures = doc.get("signatures")
+        for item in signatures if isinstance(signatures, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("keyid"), str) and isinstance(
+                    item.get("sig"), str):
+                index.signatures[item["keyid"]] = item["sig"]
+        understood = index.signed_bytes() == canonical_bytes(signed)
+    except (ValueError, TypeError, InputError) as exc:
         raise VerificationError(f"{where} is malformed: {exc}") from None
-    if index.signed_bytes() != canonical_bytes(signed):
+    if not understood:
         raise VerificationError(f"{where} contains fields this ff does not understand")
     return index
 

@@ -7,6 +7,7 @@ loading. Everything read from outside is validated here before use.
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -29,13 +30,26 @@ def check_model_name(name: object) -> str:
 
 
 def normalize_version(version: object, where: str = "version") -> str:
-    """PEP 440 normal form, so `1.2` and `1.2.0` cannot name two different releases."""
+    """PEP 440 normal form (`v1.0` becomes `1.0`); `same_version` says whether two
+    normal forms name one release (`1.2` and `1.2.0` do)."""
     from packaging.version import InvalidVersion, Version
 
     try:
         return str(Version(str(version)))
     except InvalidVersion:
         raise InputError(f"{where}: {version!r} is not a valid version (PEP 440, e.g. 1.2.0)") from None
+
+
+def same_version(a: str, b: str) -> bool:
+    """PEP 440 equality: 1.2 and 1.2.0 are one release."""
+    from packaging.version import Version
+
+    return Version(a) == Version(b)
+
+
+def find_version(versions: Iterable[str], version: str) -> str | None:
+    """The key among `versions` that names the same release as `version`."""
+    return next((v for v in versions if same_version(v, version)), None)
 
 
 def check_relative_path(path: object, where: str) -> str:
@@ -129,7 +143,7 @@ def parse_manifest(data: bytes, expected_digest: str | None = None) -> Manifest:
     try:
         requires = doc.get("requires") or {}
         requires_ff = requires.get("ff", "") if isinstance(requires, dict) else None
-        _check_specifier(requires_ff, where)
+        check_version_range(requires_ff, f"{where}: requires.ff")
         files_doc = doc.get("files")
         if not isinstance(files_doc, list) or not files_doc:
             raise VerificationError(f"{where} lists no files")
@@ -160,22 +174,32 @@ def parse_manifest(data: bytes, expected_digest: str | None = None) -> Manifest:
             files=tuple(files),
             requires_ff=str(requires_ff),
         )
+        directories = {"/".join(p.split("/")[:i]) for p in seen for i in range(1, p.count("/") + 1)}
+        if directories & seen:
+            raise VerificationError(f"{where} uses {sorted(directories & seen)[0]!r} both as a "
+                                    "file and as a directory")
+        canonical = manifest.canonical() == data
     except InputError as exc:
         raise VerificationError(str(exc)) from None
-    if manifest.canonical() != data:
+    except (ValueError, TypeError) as exc:
+        raise VerificationError(f"{where} is malformed: {exc}") from None
+    if not canonical:
         raise VerificationError(f"{where} is not in canonical form")
     return manifest
 
 
-def _check_specifier(spec: object, where: str) -> None:
+def check_version_range(spec: object, where: str) -> str:
+    """A PEP 440 specifier set such as ">=1.1,<2" (empty: any version)."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-    try:
-        SpecifierSet(str(spec)) if isinstance(spec, str) else None
-    except InvalidSpecifier:
-        raise VerificationError(f"{where}: requires.ff {spec!r} is not a version range") from None
     if not isinstance(spec, str):
-        raise VerificationError(f"{where}: requires.ff must be a string")
+        raise InputError(f"{where} must be a string such as \">=1.1,<2\"")
+    try:
+        SpecifierSet(spec)
+    except InvalidSpecifier:
+        raise InputError(f"{where}: {spec!r} is not a version range (PEP 440, e.g. \">=1.1,<2\")"
+                         ) from None
+    return spec
 
 
 # --- signatures -----------------------------------------------------------------
@@ -196,7 +220,8 @@ def parse_signatures(data: bytes | None, what: str) -> dict[str, str]:
     except ValueError:
         return {}
     result: dict[str, str] = {}
-    for item in doc.get("signatures") or []:
+    items = doc.get("signatures")
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, dict) and isinstance(item.get("keyid"), str) and isinstance(
                 item.get("sig"), str):
             result[item["keyid"]] = item["sig"]

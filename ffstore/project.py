@@ -11,7 +11,7 @@ from ffstore import signing
 from ffstore.canonical import canonical_bytes
 from ffstore.digests import digest_bytes
 from ffstore.errors import InputError
-from ffstore.manifest import check_model_name
+from ffstore.manifest import check_model_name, check_version_range
 from ffstore.modules import check_module_kind
 
 TOML_NAME = "facefusion.toml"
@@ -124,22 +124,10 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
         if not isinstance(value, dict) or not isinstance(value.get("model"), str):
             raise InputError(f'{where}: modules.{name} must be {{ model = "...", version = "..." }}')
         version = value.get("version", "")
-        _check_range(version, f"{where}: modules.{name}.version")
+        check_version_range(version, f"{where}: modules.{name}.version")
         registry = value.get("registry", "default")
         if registry not in registries:
             raise InputError(f"{where}: modules.{name} uses registry {registry!r}, which is not "
                              "in [registries]")
         modules[name] = ModuleSpec(name, check_model_name(value["model"]), version, registry)
     return Project(root, registries, trusted, modules, _table(doc, "settings", where))
-
-
-def _check_range(spec: object, where: str) -> None:
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-    if not isinstance(spec, str):
-        raise InputError(f"{where} must be a string such as \">=1.1,<2\"")
-    try:
-        SpecifierSet(spec)
-    except InvalidSpecifier:
-        raise InputError(f"{where}: {spec!r} is not a version range (PEP 440, e.g. \">=1.1,<2\")"
-                         ) from None

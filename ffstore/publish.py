@@ -17,6 +17,7 @@ from ffstore.manifest import (
     Manifest,
     check_model_name,
     check_relative_path,
+    find_version,
     normalize_version,
     parse_signatures,
     sign_manifest,
@@ -42,7 +43,7 @@ def _relative_paths(files: list[Path]) -> list[tuple[Path, str]]:
     refused: what gets signed must be the file that was named, nothing it points at."""
     for file in files:
         if file.is_symlink():
-            raise VerificationError(f"{file} is a symlink; publish the file it points to")
+            raise InputError(f"{file} is a symlink; publish the file it points to")
         if not file.is_file():
             raise InputError(f"{file} is not a file")
     absolute = [file.absolute() for file in files]
@@ -50,7 +51,10 @@ def _relative_paths(files: list[Path]) -> list[tuple[Path, str]]:
     result = []
     for file in absolute:
         relative = file.relative_to(base).as_posix()
-        result.append((file, check_relative_path(relative, "publish")))
+        try:
+            result.append((file, check_relative_path(relative, "publish")))
+        except VerificationError as exc:
+            raise InputError(str(exc)) from None
     if len({rel for _f, rel in result}) != len(result):
         raise InputError("two files would have the same path in the manifest")
     return result
@@ -97,9 +101,10 @@ def publish(registry_root: Path, files: list[Path], model: str, version: str, mo
             entries.append(FileEntry(relative, stored.digest, stored.size, onnx))
         manifest = Manifest(model, version, module, tuple(entries), requires_ff)
         digest = manifest.digest
-        existing = index.models.get(model, {}).get(version)
+        published = find_version(index.models.get(model, {}), version)
+        existing = index.models[model][published] if published else None
         if existing is not None and existing.manifest != digest:
-            raise FFError(f"{model} {version} is already published with other content (manifest "
+            raise FFError(f"{model} {published} is already published with other content (manifest "
                           f"{existing.manifest}); versions are immutable, publish a new version")
         manifest_path = registry_root / layout.manifest(digest)
         if not manifest_path.exists():
@@ -111,10 +116,24 @@ def publish(registry_root: Path, files: list[Path], model: str, version: str, mo
         if new_signature:
             signatures[key.key_id] = sign_manifest(key, digest)
             fsutil.atomic_write(signature_path, signature_document(signatures), mode=0o644)
-        if existing is None or new_signature or key.key_id not in index.signatures:
+        if existing is None:
+            _check_may_sign_index(registry_root, index, key)
             index.models.setdefault(model, {})[version] = VersionEntry(digest, module)
             write_index(registry_root, index, key, expiry_days)
     return PublishResult(manifest, added, existing is None, new_signature)
+
+
+def _check_may_sign_index(registry_root: Path, index: Index, key: SigningKey) -> None:
+    """Re-signing the index with a key its current signer never vouched for would
+    lock out every client that trusts only the current one; say how to hand over."""
+    from ffstore import signing
+
+    current = frozenset(k for k, sig in index.signatures.items()
+                        if signing.verify(k, sig, signing.INDEX_CONTEXT, index.signed_bytes()))
+    if current and key.key_id not in index.trusted_keys(current):
+        raise InputError(f"the index of {registry_root} is signed by {', '.join(sorted(current))}, "
+                         f"not by key {key.name!r}; publish with that key, or hand signing over "
+                         f"first: ff key rotate OLD {key.name} --registry {registry_root}")
 
 
 def rotate_key(registry_root: Path, old: SigningKey, new_key_id: str, expiry_days: int) -> bool:

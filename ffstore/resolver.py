@@ -3,12 +3,14 @@ range, signed by a trusted key, and admitting this ff. Like pip-tools, versions 
 are already locked and still allowed are kept unless an upgrade is asked for; a
 hold (left by `ff rollback`) keeps its version even through `--upgrade`."""
 
+import contextlib
 from collections.abc import Callable
 
 from ffstore import __version__
 from ffstore.catalog import Catalog
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.lockfile import Lock, LockedModule
+from ffstore.manifest import Manifest, find_version, same_version
 from ffstore.project import ModuleSpec, Project
 
 
@@ -28,30 +30,50 @@ def resolve(project: Project, catalog_for: Callable[[str], Catalog], current: Lo
                                  f"{hold.rolled_back_from}), outside '{spec.version}' in "
                                  f"facefusion.toml; run `ff lock --upgrade-module {name}` to "
                                  "lift the hold")
-            modules[name] = pin(catalog, spec, hold.version)
+            modules[name] = _unchanged(existing, pin(catalog, spec, hold.version))
             holds[name] = hold
             continue
         keep = (existing is not None and not upgrade_all and name not in upgrade
                 and existing.model == spec.model and existing.registry == spec.registry
                 and spec.allows(existing.version))
         if keep and existing is not None:
-            entry = catalog.index.models.get(spec.model, {}).get(existing.version)
-            if entry is not None and entry.manifest == existing.manifest:
-                try:
-                    modules[name] = _locked(catalog, spec, existing.manifest)
-                    continue
-                except VerificationError:
-                    pass  # no longer trusted: resolve afresh below
+            published = find_version(_versions(catalog, spec), existing.version)
+            found = None
+            if published is not None:
+                with contextlib.suppress(VerificationError):  # no longer trusted: afresh
+                    found = pin(catalog, spec, published)
+            if found is not None:
+                modules[name] = _unchanged(existing, found)
+                continue
         modules[name] = _newest(catalog, spec)
     return Lock(project.inputs_hash(), modules, holds)
 
 
-def _locked(catalog: Catalog, spec: ModuleSpec, digest: str) -> LockedModule:
+def _unchanged(existing: LockedModule | None, found: LockedModule) -> LockedModule:
+    """A published release never changes; a registry that now maps a locked version to
+    other bytes was rewritten, and silently following it would defeat the lock."""
+    if existing is not None and existing.version == found.version and (
+            existing.manifest != found.manifest):
+        raise VerificationError(
+            f"{found.model} {found.version} was changed in registry {found.registry!r}: "
+            f"facefusion.lock has manifest {existing.manifest}, the registry now {found.manifest}; "
+            "ask the registry's owner why, or move on with `ff lock --upgrade-module "
+            f"{found.module}`")
+    return found
+
+
+def _locked(catalog: Catalog, spec: ModuleSpec, version: str,
+            digest: str) -> tuple[LockedModule, Manifest]:
+    """The release the index lists as `version`, checked against what it claims."""
     manifest, signers = catalog.manifest(digest)
     if manifest.module != spec.module:
         raise InputError(f"{spec.model} {manifest.version} is a {manifest.module} model, not a "
                          f"{spec.module}; fix modules.{spec.module} in facefusion.toml")
-    return LockedModule.from_manifest(spec.module, spec.registry, manifest, signers)
+    if manifest.model != spec.model or not same_version(manifest.version, version):
+        raise VerificationError(f"the index of registry {spec.registry!r} lists {spec.model} "
+                                f"{version} as manifest {digest}, which is {manifest.model} "
+                                f"{manifest.version}")
+    return LockedModule.from_manifest(spec.module, spec.registry, manifest, signers), manifest
 
 
 def _versions(catalog: Catalog, spec: ModuleSpec) -> dict[str, str]:
@@ -64,10 +86,15 @@ def _versions(catalog: Catalog, spec: ModuleSpec) -> dict[str, str]:
 
 
 def pin(catalog: Catalog, spec: ModuleSpec, version: str) -> LockedModule:
-    digest = _versions(catalog, spec).get(version)
-    if digest is None:
-        raise FFError(f"{spec.model} {version} is no longer in registry {spec.registry!r}")
-    return _locked(catalog, spec, digest)
+    versions = _versions(catalog, spec)
+    found = find_version(versions, version)
+    if found is None:
+        from packaging.version import Version
+
+        known = ", ".join(sorted(versions, key=Version)) or "none"
+        raise InputError(f"{spec.model} {version} is not in registry {spec.registry!r} "
+                         f"(versions there: {known})")
+    return _locked(catalog, spec, found, versions[found])[0]
 
 
 def _newest(catalog: Catalog, spec: ModuleSpec) -> LockedModule:
@@ -79,11 +106,10 @@ def _newest(catalog: Catalog, spec: ModuleSpec) -> LockedModule:
         if not spec.allows(version):
             continue
         try:
-            locked = _locked(catalog, spec, versions[version])
+            locked, manifest = _locked(catalog, spec, version, versions[version])
         except VerificationError as exc:
             skipped.append(f"{version}: {exc}")
             continue
-        manifest, _ = catalog.manifest(versions[version])
         if not manifest.admits_ff(__version__):
             skipped.append(f"{version}: needs ff {manifest.requires_ff}, this is {__version__}")
             continue

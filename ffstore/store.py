@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ffstore import fsutil
 from ffstore.blobs import BlobStore
-from ffstore.digests import hex_part
-from ffstore.errors import FFError
+from ffstore.digests import hex_part, is_digest
+from ffstore.errors import FFError, VerificationError
 from ffstore.manifest import Manifest, parse_manifest, parse_signatures
 
 
@@ -57,7 +57,11 @@ class Store:
             data = self.manifest_path(digest).read_bytes()
         except FileNotFoundError:
             raise FFError(f"manifest {digest} is not in the store; run `ff sync`") from None
-        manifest = parse_manifest(data, digest)
+        try:
+            manifest = parse_manifest(data, digest)
+        except VerificationError as exc:
+            raise VerificationError(f"stored {exc}; run `ff verify` (it removes it) and retry"
+                                    ) from None
         sig_path = self._signature_dir / f"{hex_part(digest)}.json"
         try:
             signatures = parse_signatures(sig_path.read_bytes(), str(sig_path))
@@ -68,7 +72,8 @@ class Store:
     def manifest_digests(self) -> list[str]:
         if not self._manifest_dir.is_dir():
             return []
-        return sorted(f"sha256:{p.stem}" for p in self._manifest_dir.glob("*.json"))
+        return sorted(f"sha256:{p.stem}" for p in self._manifest_dir.glob("*.json")
+                      if is_digest(f"sha256:{p.stem}"))
 
     def remove_manifest(self, digest: str) -> None:
         self.manifest_path(digest).unlink(missing_ok=True)

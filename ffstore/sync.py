@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ffstore.context import Context
-from ffstore.errors import FFError, StaleLockError, VerificationError
+from ffstore.errors import StaleLockError, VerificationError
 from ffstore.lockfile import Lock, LockedModule
-from ffstore.manifest import Manifest, require_trusted
+from ffstore.manifest import Manifest
 from ffstore.progress import Transfer
 
 
@@ -31,21 +31,13 @@ def check_fresh(context: Context, lock: Lock) -> bool:
 def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
     """The manifest a lock entry names, from the store or its registry, checked
     against the lock's digest, a trusted signature, and the lock's file list."""
-    store = context.store
-    if store.has_manifest(entry.manifest):
-        manifest, signatures = store.load_manifest(entry.manifest)
-        try:
-            require_trusted(manifest, entry.manifest, signatures, context.project.trusted)
-        except VerificationError as direct:
-            # Perhaps signed by a key the registry rotated in: that needs its index. If
-            # the index cannot vouch either, the manifest's own refusal is the news.
-            try:
-                keys = context.catalog(entry.registry).trusted
-            except FFError:
-                raise direct from None
-            require_trusted(manifest, entry.manifest, signatures, keys)
-    else:
-        manifest, _ = context.catalog(entry.registry).manifest(entry.manifest)
+    manifest, signers = context.catalog(entry.registry).manifest(entry.manifest)
+    unsigned = sorted(set(entry.signers) - set(signers))
+    if unsigned:
+        raise VerificationError(
+            f"facefusion.lock names {', '.join(unsigned)} as a signer of {entry.module} "
+            f"({entry.model} {entry.version}), but the manifest carries no trusted signature by "
+            "it; restore the lock from git or run `ff lock`")
     if not entry.matches_manifest(manifest):
         raise VerificationError(
             f"facefusion.lock disagrees with manifest {entry.manifest} for {entry.module} "

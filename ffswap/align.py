@@ -13,6 +13,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ffswap.errors import SwapError
+
 Template = Literal["arcface_112_v2", "arcface_128_v2", "ffhq_512"]
 
 WARP_TEMPLATES: dict[Template, np.ndarray] = {
@@ -73,7 +75,7 @@ def estimate_matrix(landmarks: np.ndarray, template: Template, size: int) -> np.
         dot += x * u + y * v
         cross += x * v - y * u
     if spread < 1e-12:
-        raise ValueError("cannot align face: landmarks are degenerate")
+        raise SwapError("cannot align face: its landmarks are degenerate")
     # [[a, -b], [b, a]] minimises the squared distances of the centred points.
     a, b = dot / spread, cross / spread
     return np.array([

@@ -42,3 +42,12 @@ class ProviderUnavailableError(SwapError):
 
 class MediaError(SwapError):
     """An image or video cannot be read or written."""
+
+
+class ModelLoadError(SwapError):
+    """onnxruntime refused a model that passed verification and the I/O contract
+    (an operator it does not know, a broken graph)."""
+
+
+class OutputError(SwapError):
+    """The result could not be written (codec unavailable, encoder failure)."""

@@ -26,15 +26,16 @@ class LockedModels:
         """The locked entry, or for another version one this project has locked
         before (its history) or its registry holds: "switch to what `ff rollback`
         would give", without rewriting the lock."""
-        from ffstore.manifest import normalize_version
+        from ffstore.manifest import normalize_version, same_version
 
         locked = self._context.require_lock().module(module)
-        if version is None or normalize_version(version) == locked.version:
+        if version is None or same_version(normalize_version(version), locked.version):
             return locked
         version = normalize_version(version)
         for generation in reversed(self._context.history.generations()):
             entry = generation.lock.modules.get(module)
-            if entry is not None and entry.model == locked.model and entry.version == version:
+            if entry is not None and entry.model == locked.model and same_version(
+                    entry.version, version):
                 return entry
         spec = self._context.project.module(module)
         if spec.model != locked.model or not spec.allows(version):

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ffswap.atomic import atomic_output
+from ffstore.fsutil import atomic_write
 from ffswap.errors import MediaError
 
 
@@ -39,6 +39,5 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
         raise MediaError(f"cannot encode image as {extension or '(no extension)'}: {target}") from error
     if not ok:
         raise MediaError(f"cannot encode image as {extension}: {target}")
-    with atomic_output(target) as temp:
-        temp.write_bytes(encoded.tobytes())
+    atomic_write(target, encoded.tobytes())
     return target

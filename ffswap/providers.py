@@ -19,7 +19,7 @@ from typing import Literal
 
 import onnxruntime as ort
 
-from ffswap.errors import ProviderUnavailableError
+from ffswap.errors import ModelLoadError, ProviderUnavailableError
 from ffswap.model_source import LoadedModel
 
 Preference = Literal["auto", "cpu", "cuda", "tensorrt"]
@@ -119,12 +119,16 @@ def _preload_gpu_libraries() -> None:
 def _create(model: bytes, providers: list[str], threads: int | None) -> ort.InferenceSession:
     # enable_fallback=0: onnxruntime's own fallback *prints* an "EP Error" banner to
     # stdout (not through its logger); we fall back ourselves, quietly.
-    session = ort.InferenceSession(
-        model,
-        sess_options=session_options(threads),
-        providers=[(name, _PROVIDER_OPTIONS[name]) for name in providers],
-        enable_fallback=0,
-    )
+    try:
+        session = ort.InferenceSession(
+            model,
+            sess_options=session_options(threads),
+            providers=[(name, _PROVIDER_OPTIONS[name]) for name in providers],
+            enable_fallback=0,
+        )
+    except Exception as error:  # onnxruntime raises its own, unrelated exception types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"onnxruntime cannot load the model: {reason}") from error
     # onnxruntime keeps the model bytes for the session's lifetime, only to rebuild it on
     # set_providers() or its own fallback, neither of which we use; holding them would
     # double every verified model's resident memory. None is the state onnxruntime

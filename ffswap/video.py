@@ -19,8 +19,8 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
-from ffswap.atomic import atomic_output
-from ffswap.errors import MediaError, NoFaceError
+from ffstore.fsutil import atomic_path
+from ffswap.errors import MediaError, NoFaceError, OutputError
 
 FrameFn = Callable[[np.ndarray], np.ndarray | None]
 """Per-frame work: the processed frame, or None when the frame has no face (it is
@@ -132,10 +132,10 @@ def process_video(
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        with atomic_output(destination) as temp:
+        with atomic_path(destination) as temp:
             writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
             if not writer.isOpened():
-                raise MediaError(f"cannot write video {destination} with codec {fourcc}")
+                raise OutputError(f"cannot write video {destination} with codec {fourcc}")
             try:
                 frames, swapped = _pump(capture, writer, frame_fn, progress, total, queue_size)
             finally:
@@ -199,5 +199,5 @@ def _pump(
         reader.join()
         writer_thread.join()
     if write_errors:
-        raise MediaError(f"video encoding failed: {write_errors[0]}") from write_errors[0]
+        raise OutputError(f"video encoding failed: {write_errors[0]}") from write_errors[0]
     return frames, swapped

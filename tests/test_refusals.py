@@ -124,7 +124,8 @@ def test_untrusted_manifest_signer_is_named(workspace: Workspace) -> None:
     workspace.run("key", "generate", "mallory")
     mallory = (workspace.home / "keys" / "mallory.pub").read_text().strip()
     workspace.publish(YUNET, "yunet", "1.0.0", key="mallory")
-    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")  # re-signs the index as alice
+    index = _read_index(workspace.registry)  # the registry owner re-signs the index
+    write_index(workspace.registry, index, load_key(workspace.home / "keys", "alice"), 30)
     workspace.write_toml({"face_detector": ("yunet", ">=1")})
     _refused(workspace.run("lock", expect=None), 1, "untrusted key(s) " + mallory)
 
@@ -162,7 +163,7 @@ def test_path_escaping_the_model_directory(workspace: Workspace, path: str) -> N
 def test_publishing_a_symlink_is_refused(workspace: Workspace, tmp_path: Path) -> None:
     link = tmp_path / "model.onnx"
     link.symlink_to(YUNET)
-    _refused(workspace.publish(link, "yunet", "1.0.0", expect=None), 1, "symlink")
+    _refused(workspace.publish(link, "yunet", "1.0.0", expect=None), 2, "symlink")
 
 
 def test_malformed_toml(locked: Workspace) -> None:
@@ -240,3 +241,21 @@ def test_no_project(workspace: Workspace, tmp_path: Path, monkeypatch) -> None:
     from ffstore.cli import main
 
     assert main(["--project", str(tmp_path / "nowhere"), "lock"]) == 2
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda doc: doc.update(signatures=5),
+    lambda doc: doc["signed"].update(rotations=[{"old": [1], "new": "x", "sig": "y"}]),
+    lambda doc: doc["signed"].update(extra=1.5),
+    lambda doc: doc["signed"].update(models=[]),
+])
+def test_a_lying_index_is_refused_without_a_traceback(workspace: Workspace, mangle) -> None:
+    import json
+
+    workspace.publish(YUNET, "yunet", "1.0.0")
+    index = workspace.registry / "index.json"
+    doc = json.loads(index.read_text())
+    mangle(doc)
+    index.write_text(json.dumps(doc))
+    workspace.write_toml({"face_detector": ("yunet", ">=1")})
+    _refused(workspace.run("lock", expect=None), 1, "index")

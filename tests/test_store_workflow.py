@@ -116,10 +116,13 @@ def test_republish_stores_nothing_new_and_second_key_cosigns(workspace: Workspac
     assert "nothing new" in out and "0 B added" in out
     bob = workspace.run("key", "generate", "bob").out.strip()
     assert "signed again" in workspace.publish(YUNET, "yunet", "1.0.0", key="bob").out
-    # Trusting only bob is enough now.
-    workspace.write_toml({"face_detector": ("yunet", ">=1")}, trust=[bob])
+    # Co-signing leaves the index alone: it stays signed by alice.
+    workspace.write_toml({"face_detector": ("yunet", ">=1")}, trust=[workspace.key_id, bob])
     workspace.run("lock")
-    assert _lock(workspace)["modules"]["face_detector"]["signers"] == [bob]
+    assert _lock(workspace)["modules"]["face_detector"]["signers"] == sorted([workspace.key_id, bob])
+    # A new version by bob would re-sign alice's index: refused until alice hands over.
+    result = workspace.publish(ULFD["RFB-320"], "yunet", "1.1.0", key="bob", expect=2)
+    assert "ff key rotate OLD bob" in result.err
     # The same version with other bytes is refused: versions are immutable.
     result = workspace.publish(ULFD["RFB-320"], "yunet", "1.0.0", expect=1)
     assert "immutable" in result.err
@@ -171,3 +174,36 @@ def test_rollback_on_a_fresh_clone_uses_the_registry(workspace: Workspace, capsy
     assert _version(workspace) == "1.0.0"
     result = teammate("rollback", "face_detector", expect=1)
     assert "no earlier version of face_detector" in result.err
+
+
+def test_versions_compare_as_pep_440_releases(workspace: Workspace) -> None:
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.1")
+    result = workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0", expect=1)
+    assert "immutable" in result.err  # 1.1 and 1.1.0 are one release
+    workspace.publish(ULFD["RFB-640"], "ulfd", "1.2.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    workspace.run("rollback", "face_detector", "--to", "1.1.0")
+    assert _version(workspace) == "1.1"
+    result = workspace.run("rollback", "face_detector", "--to", "9", expect=2)
+    assert "versions there: 1.1, 1.2.0" in result.err
+
+
+def test_a_rewritten_release_is_reported_not_followed(workspace: Workspace) -> None:
+    from ffstore.index import VersionEntry
+    from ffstore.publish import _read_index, write_index
+    from ffstore.signing import load_key
+
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    before = workspace.lock_text
+    # The registry's owner re-points 1.0.0 at other bytes (published as 9.0.0 first).
+    workspace.publish(ULFD["RFB-320"], "ulfd", "9.0.0")
+    index = _read_index(workspace.registry)
+    index.models["ulfd"]["1.0.0"] = VersionEntry(index.models["ulfd"].pop("9.0.0").manifest,
+                                                 "face_detector")
+    write_index(workspace.registry, index, load_key(workspace.home / "keys", "alice"), 30)
+    result = workspace.run("lock", expect=1)
+    assert "was changed" in result.err or "lists ulfd 1.0.0" in result.err
+    assert workspace.lock_text == before

@@ -420,3 +420,20 @@ def test_a_failed_digest_check_outranks_a_failed_parse() -> None:
     unchecked = LoadedModel("face_swapper", "m", "1.0.0", b"not onnx" * 64, [], [], lambda: None)
     with pytest.raises(Exception, match=r"(?i)protobuf|invalid|load"):
         make_checked_session(unchecked, "cpu")
+
+
+def test_onnxruntime_refusing_a_model_is_a_swap_error() -> None:
+    """A graph whose I/O fits but whose operator onnxruntime does not know."""
+    from onnx import TensorProto, helper
+
+    from ffswap.errors import ModelLoadError
+    from ffswap.providers import make_session
+
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOperator", ["target", "source"], ["output"])], "odd",
+        [helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 128, 128]),
+         helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 128, 128])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    with pytest.raises(ModelLoadError, match="onnxruntime cannot load the model"):
+        make_session(model.SerializeToString(), "cpu")

@@ -35,6 +35,7 @@ from ffstore.registry.transport import direct_transport
 
 MAX_DOCUMENT = 64 << 20  # an index, manifest or signature file; beyond this a server is broken
 BACKOFF_FRACTION = 0.05  # first pause between attempts, as a fraction of the timeout
+MAX_FREE_ATTEMPTS = 16  # resumed attempts after partial progress; a drip-feeding server ends
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 WRITEBACK = 32 << 20  # bytes received between background flushes of a partial file
 
@@ -101,13 +102,15 @@ class HttpRegistry:
         """Run `attempt` until it succeeds, pausing with jittered exponential backoff
         after transient failures. The pause scales with http_timeout: a registry slow
         enough to need a long timeout deserves longer pauses, and tests stay quick.
-        An attempt that made progress before failing is free and resumes at once."""
-        failures = 0
+        An attempt that made progress before failing is free and resumes at once, up to
+        MAX_FREE_ATTEMPTS times, so a server that drip-feeds bytes cannot keep it going."""
+        failures = free = 0
         while True:
             try:
                 return attempt()
             except _Transient as exc:
-                if exc.progressed:
+                if exc.progressed and free < MAX_FREE_ATTEMPTS:
+                    free += 1
                     continue
                 failures += 1
                 if failures >= self._options.retries:
