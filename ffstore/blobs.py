@@ -71,20 +71,18 @@ class HashingWriter:
         for pending, _thread in self._workers:
             pending.put(view)
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
         for pending, _thread in self._workers:
             pending.put(None)
         for _pending, thread in self._workers:
             thread.join()
 
     def finish(self) -> str:
-        self._stop()
+        self.stop()
         if self._error is not None:
             raise self._error
         return f"sha256:{self._hash.hexdigest()}"
 
-    def abort(self) -> None:
-        self._stop()
 
 
 def _read_chunks(source: BinaryIO) -> Iterator[memoryview]:
@@ -191,7 +189,7 @@ class BlobStore:
             for chunk in chunks:
                 writer.write(chunk)
         except BaseException:
-            writer.abort()
+            writer.stop()
             raise
         return writer.finish()
 
@@ -277,7 +275,14 @@ class BlobStore:
 
     @staticmethod
     def check_bytes(data: bytes, digest: str) -> None:
-        actual = f"sha256:{hashlib.sha256(data).hexdigest()}"
-        if actual != digest:
-            raise VerificationError(
-                f"stored blob {digest} is corrupt (hashes to {actual}); run `ff verify` then `ff sync`")
+        _require(f"sha256:{hashlib.sha256(data).hexdigest()}", digest)
+
+    def check_stored(self, digest: str) -> None:
+        """Re-hash a stored blob from disk (streaming, for files not loaded whole)."""
+        _require(self.rehash(digest), digest)
+
+
+def _require(actual: str, digest: str) -> None:
+    if actual != digest:
+        raise VerificationError(
+            f"stored blob {digest} is corrupt (hashes to {actual}); run `ff verify` then `ff sync`")

@@ -138,8 +138,7 @@ class _Reader:
     """Random-access protobuf reader over a file, with a small read-ahead window.
 
     It keeps one window of at most a few KiB; skipping a field only moves
-    ``pos``, so skipped bytes are never read. ``bytes_read`` is kept for tests
-    and diagnostics.
+    ``pos``, so skipped bytes are never read.
     """
 
     def __init__(self, f: BinaryIO, size: int) -> None:
@@ -148,7 +147,6 @@ class _Reader:
         self.pos = 0
         self._buf = b""
         self._bstart = 0
-        self.bytes_read = 0
 
     def _window(self, pos: int, n: int) -> None:
         """Make the window cover [pos, pos + n), clipped to the file size."""
@@ -165,7 +163,6 @@ class _Reader:
                 break
             parts.append(part)
             got += len(part)
-        self.bytes_read += got
         if got < n:
             # The file shrank under us after we took its size.
             raise _Malformed(f"file ends at offset {pos + got} while reading")

@@ -5,10 +5,11 @@ lock, so a failure leaves facefusion.lock and the history as they were."""
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ffstore import fsutil
 from ffstore.context import Context
-from ffstore.errors import FFError, InputError, VerificationError
+from ffstore.errors import FFError, InputError
 from ffstore.generations import Generation
 from ffstore.lockfile import Hold, Lock, LockedModule, write_lock
 from ffstore.manifest import normalize_version
@@ -118,13 +119,19 @@ def rollback(context: Context, module: str | None = None, to_version: str | None
         holds = dict(lock.holds)
         holds[module] = Hold(target.version, entry.version)
         new = replace(lock.with_module(target), holds=holds)
-        with context.store.using():
-            sync_modules(context, [target])
-            write_lock(context.project.lock_path, new)
-            context.history.record(
-                new, f"rollback {module} {entry.version} -> {target.version}",
+        _commit(context, new, [target], f"rollback {module} {entry.version} -> {target.version}",
                 module_origins=None if origin is None else {module: origin})
         return new
+
+
+def _commit(context: Context, new: Lock, entries: list[LockedModule], reason: str,
+            **history: Any) -> None:
+    """Fetch what `entries` need first, then write the lock and record it: a failed
+    fetch leaves facefusion.lock and the history as they were."""
+    with context.store.using():
+        sync_modules(context, entries)
+        write_lock(context.project.lock_path, new)
+        context.history.record(new, reason, **history)
 
 
 def _rollback_all(context: Context, lock: Lock, current: Generation,
@@ -141,12 +148,9 @@ def _rollback_all(context: Context, lock: Lock, current: Generation,
         if now is not None and now.manifest != entry.manifest:
             holds[name] = Hold(entry.version, now.version)
     new = replace(target, holds=holds)
-    with context.store.using():
-        sync_modules(context, new.modules.values())
-        write_lock(context.project.lock_path, new)
-        context.history.record(new, f"rollback to generation {target_generation.number}",
-                               origin=target_generation.origin,
-                               module_origins=dict(target_generation.module_origins))
+    _commit(context, new, list(new.modules.values()),
+            f"rollback to generation {target_generation.number}",
+            origin=target_generation.origin, module_origins=dict(target_generation.module_origins))
     return new
 
 
@@ -188,8 +192,5 @@ def model_path(context: Context, module: str) -> str:
     for file in manifest.files:
         if not context.store.blobs.has(file.digest, file.size):
             raise FFError(f"{module} ({entry.model} {entry.version}) is not synced; run `ff sync`")
-        actual = context.store.blobs.rehash(file.digest)
-        if actual != file.digest:
-            raise VerificationError(f"stored blob {file.digest} of {module} is corrupt (hashes to "
-                                    f"{actual}); run `ff verify` then `ff sync`")
+        context.store.blobs.check_stored(file.digest)
     return str(context.store.view(manifest) / manifest.main_file.path)

@@ -14,9 +14,9 @@ Progress = Callable[[int], None]
 class TransferOptions:
     """Network behaviour, from the resolved settings."""
 
-    timeout: float = 30.0
-    retries: int = 4
-    partial_dir: Path | None = None  # where interrupted downloads wait to be resumed
+    timeout: float
+    retries: int
+    partial_dir: Path  # where interrupted downloads wait to be resumed
 
 
 class Registry(Protocol):

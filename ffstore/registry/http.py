@@ -172,7 +172,7 @@ class HttpRegistry:
         """Download into `<partial_dir>/<hex>.part`, resuming what an earlier run left,
         from each source in turn until one delivers the right bytes. The partial file
         is locked, so two processes wanting one blob download it once."""
-        partial_dir = self._options.partial_dir or store.root / "partial"
+        partial_dir = self._options.partial_dir
         part = partial_dir / f"{hex_part(digest)}.part"
         with fsutil.file_lock(part):
             if store.has(digest, size):  # another process finished it while we waited
