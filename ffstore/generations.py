@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ffstore import fsutil
+from ffstore.errors import FFError
 from ffstore.lockfile import Lock, parse_lock
 
 
@@ -54,11 +55,16 @@ class History:
         if not self._generations.is_dir():
             return []
         result = []
-        for path in sorted(self._generations.glob("*.json")):
-            doc = json.loads(path.read_text())
-            result.append(Generation(doc["number"], doc["time"], doc["reason"], doc["origin"],
-                                     {k: int(v) for k, v in doc["module_origins"].items()},
-                                     doc["lock"].encode()))
+        for path in sorted(self._generations.glob("[0-9]*.json")):
+            try:
+                doc = json.loads(path.read_text())
+                result.append(Generation(int(doc["number"]), str(doc["time"]), str(doc["reason"]),
+                                         int(doc["origin"]),
+                                         {k: int(v) for k, v in doc["module_origins"].items()},
+                                         str(doc["lock"]).encode()))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise FFError(f"history file {path} is damaged; move it out of the way and run "
+                              "the command again (rollback then skips that generation)") from None
         return result
 
     def latest(self) -> Generation | None:
@@ -100,6 +106,10 @@ def registered_projects(projects_dir: Path) -> list[History]:
         return []
     result = []
     for marker in sorted(projects_dir.glob("*/project.json")):
-        root = Path(json.loads(marker.read_text())["root"])
+        try:
+            root = Path(json.loads(marker.read_text())["root"])
+        except (ValueError, KeyError, TypeError):
+            raise FFError(f"{marker} is damaged; remove its directory (that project's history "
+                          "is then forgotten) and run `ff sync` in the project again") from None
         result.append(History(projects_dir, root))
     return result

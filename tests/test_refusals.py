@@ -259,3 +259,10 @@ def test_a_lying_index_is_refused_without_a_traceback(workspace: Workspace, mang
     index.write_text(json.dumps(doc))
     workspace.write_toml({"face_detector": ("yunet", ">=1")})
     _refused(workspace.run("lock", expect=None), 1, "index")
+
+
+def test_damaged_history_is_named(locked: Workspace) -> None:
+    generation = next((locked.home / "projects").glob("*/generations/*.json"))
+    generation.write_text("{not json")
+    _refused(locked.run("history", expect=None), 1, "is damaged", str(generation))
+    _refused(locked.run("gc", expect=None), 1, "is damaged")
