@@ -23,7 +23,9 @@ Field numbers follow ``onnx.proto`` (checked against onnx 1.23):
 * OperatorSetIdProto: domain=1, version=2
 * GraphProto: node=1, initializer=5, input=11, output=12, sparse_initializer=15
 * SparseTensorProto: values=1 (a TensorProto)
-* TensorProto: name=8
+* TensorProto: dims=1, data_type=2, float_data=4, name=8, raw_data=9,
+  external_data=13, data_location=14; other storage: segment=3, int32_data=5,
+  string_data=6, int64_data=7, double_data=10, uint64_data=11
 * ValueInfoProto: name=1, type=2
 * TypeProto: tensor_type=1; other members of its ``value`` oneof are
   sequence_type=4, map_type=5, opaque_type=7, sparse_tensor_type=8,
@@ -44,10 +46,10 @@ embedded message that appears twice is merged, and int32 fields are truncated to
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, TypedDict
 
-__all__ = ["DTYPE_NAMES", "OnnxIO", "TensorSpec", "read_io"]
+__all__ = ["DTYPE_NAMES", "OnnxIO", "Tensor", "TensorSpec", "last_initializer", "read_io"]
 
 
 class TensorSpec(TypedDict):
@@ -128,6 +130,20 @@ _U64 = (1 << 64) - 1
 # TypeProto oneof members other than tensor_type: any of them makes the type
 # "not a dense tensor" (last member seen wins, as with any protobuf oneof).
 _TYPEPROTO_OTHER_VALUES = frozenset({4, 5, 7, 8, 9})
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A dense initializer's header and little-endian element bytes.
+
+    ``data`` is the ``raw_data`` field, or the ``float_data`` values re-encoded
+    as float32 little-endian (the same bytes ``raw_data`` would hold).
+    """
+
+    name: str
+    dims: list[int]
+    data_type: int
+    data: bytes = field(repr=False)
 
 
 class _Malformed(Exception):
@@ -244,6 +260,21 @@ class _Reader:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _Malformed(f"string at offset {at} is not UTF-8") from None
+
+    def take(self, n: int, end: int) -> bytes:
+        """Read the next ``n`` bytes, which must lie before ``end``."""
+        if n > end - self.pos:
+            raise _Malformed(f"field at offset {self.pos} runs past its message")
+        self._window(self.pos, n)
+        i = self.pos - self._bstart
+        raw = self._buf[i : i + n]
+        self.pos += n
+        return raw
+
+    def blob(self, end: int) -> bytes:
+        """Read a length-delimited payload of any size (bounded by ``end``)."""
+        n = self.length(end)
+        return self.take(n, end)
 
     def skip(self, wire: int, end: int) -> None:
         """Skip one field's payload without reading it (seek, for LEN fields)."""
@@ -483,6 +514,115 @@ def _parse_model(r: _Reader) -> OnnxIO:
     inputs = [v.spec() for v in graph.inputs if v.name not in graph.initializers]
     outputs = [v.spec() for v in graph.outputs]
     return OnnxIO(inputs=inputs, outputs=outputs, opset=opset, ir_version=ir_version)
+
+
+# TensorProto storage fields other than raw_data/float_data, and data_location=EXTERNAL.
+_OTHER_STORAGE = frozenset({3, 5, 6, 7, 10, 11, 13})
+_EXTERNAL = 1
+
+
+def _parse_tensor(r: _Reader, end: int) -> Tensor | None:
+    """Parse a TensorProto; ``None`` unless its data is inline raw_data/float_data."""
+    name, data_type = "", 0
+    dims: list[int] = []
+    raw: bytes | None = None
+    floats: list[bytes] = []
+    other = False
+    while r.pos < end:
+        field_, wire = r.tag(end)
+        if field_ == 1:
+            if wire == _LEN:  # packed
+                sub = r.submessage(wire, end, "TensorProto.dims")
+                while r.pos < sub:
+                    dims.append(r.int64(sub))
+            else:
+                _expect(wire, _VARINT, "TensorProto.dims", r)
+                dims.append(r.int64(end))
+        elif field_ == 2:
+            _expect(wire, _VARINT, "TensorProto.data_type", r)
+            data_type = r.int32(end)
+        elif field_ == 4:
+            if wire == _LEN:  # packed: already little-endian float32
+                chunk = r.blob(end)
+                if len(chunk) % 4:
+                    raise _Malformed(f"packed float_data before offset {r.pos} is not whole floats")
+                floats.append(chunk)
+            else:
+                _expect(wire, _I32, "TensorProto.float_data", r)
+                floats.append(r.take(4, end))
+        elif field_ == 8:
+            _expect(wire, _LEN, "TensorProto.name", r)
+            name = r.string(end)
+        elif field_ == 9:
+            _expect(wire, _LEN, "TensorProto.raw_data", r)
+            raw = r.blob(end)
+        elif field_ == 14:
+            _expect(wire, _VARINT, "TensorProto.data_location", r)
+            if r.int32(end) == _EXTERNAL:
+                other = True
+        else:
+            other = other or field_ in _OTHER_STORAGE
+            r.skip(wire, end)
+    _finish(r, end, "TensorProto")
+    if other:
+        return None
+    data = raw if raw is not None else b"".join(floats)
+    if raw is None and floats and data_type != 1:
+        return None  # float_data also carries complex64; keep to plain float32
+    return Tensor(name=name, dims=dims, data_type=data_type, data=data)
+
+
+def _last_initializer_span(r: _Reader) -> tuple[int, int] | None:
+    """Where the model's last dense initializer lies (merged graphs append)."""
+    end = r.size
+    span: tuple[int, int] | None = None
+    graph_seen = False
+    while r.pos < end:
+        field_, wire = r.tag(end)
+        if field_ == 7:
+            graph_end = r.submessage(wire, end, "ModelProto.graph")
+            graph_seen = True
+            while r.pos < graph_end:
+                gfield, gwire = r.tag(graph_end)
+                if gfield == 5:
+                    sub = r.submessage(gwire, graph_end, "GraphProto.initializer")
+                    span = (r.pos, sub)
+                    r.pos = sub
+                else:
+                    r.skip(gwire, graph_end)
+            _finish(r, graph_end, "GraphProto")
+        else:
+            r.skip(wire, end)
+    _finish(r, end, "ModelProto")
+    if not graph_seen:
+        raise _Malformed("no graph (not an ONNX ModelProto)")
+    return span
+
+
+def last_initializer(source: BinaryIO) -> Tensor | None:
+    """The ONNX model's last dense initializer (``graph.initializer[-1]``).
+
+    ``source`` is a seekable binary file holding the whole model, e.g.
+    ``io.BytesIO(data)`` for bytes already in memory. Only that tensor's bytes are
+    read; everything else is skipped. Returns ``None`` when the graph has no
+    initializer or when the last one's data is not stored inline as ``raw_data``
+    or float32 ``float_data`` (external data, int64_data, string_data ...).
+
+    Raises:
+        ValueError: the bytes are empty, truncated or not an ONNX ModelProto.
+    """
+    size = source.seek(0, os.SEEK_END)
+    if size == 0:
+        raise ValueError("not a valid ONNX model: it is empty")
+    r = _Reader(source, size)
+    try:
+        span = _last_initializer_span(r)
+        if span is None:
+            return None
+        r.pos = span[0]
+        return _parse_tensor(r, span[1])
+    except _Malformed as exc:
+        raise ValueError(f"not a valid ONNX model: {exc}") from None
 
 
 def read_io(path: str | os.PathLike[str]) -> OnnxIO:

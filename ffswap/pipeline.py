@@ -61,16 +61,22 @@ class FaceSwapper:
         recognizer: ort.InferenceSession,
         swapper: ort.InferenceSession,
         enhancer: ort.InferenceSession | None = None,
+        swapper_model: bytes | None = None,
     ) -> FaceSwapper:
-        """Wrap ready sessions, picking each adapter by the session's I/O signature."""
+        """Wrap ready sessions, picking each adapter by the session's I/O signature.
+
+        ``swapper_model``: the swapper's ONNX bytes, from which a real inswapper's
+        ``emap`` is read (a session does not expose its initializers).
+        """
 
         def adapt(module: str, session: ort.InferenceSession) -> Any:
             return select_adapter(module, *session_io(session))(session)
 
+        swapper_class = select_adapter(FACE_SWAPPER, *session_io(swapper))
         return cls(
             detector=adapt(FACE_DETECTOR, detector),
             recognizer=adapt(FACE_RECOGNIZER, recognizer),
-            swapper=adapt(FACE_SWAPPER, swapper),
+            swapper=swapper_class(swapper, model=swapper_model),
             enhancer=None if enhancer is None else adapt(FACE_ENHANCER, enhancer),
         )
 

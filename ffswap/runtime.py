@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ffswap.adapters.registry import select_adapter
+from ffswap.adapters.swapper import InswapperSwapper
 from ffswap.contracts import check_contract, session_io
 from ffswap.errors import ContractError, SwapError
 from ffswap.model_source import (
@@ -101,7 +102,12 @@ class Runtime:
         differences = check_contract(adapter_class.CONTRACT, *session_io(session))
         if differences:
             raise ContractError(module, ["the model's I/O differs from its manifest:", *differences])
-        return ActiveModel(module, loaded.model, loaded.version, used, adapter_class(session))
+        # The swapper reads inswapper's emap from the same verified bytes the session ran on.
+        if adapter_class is InswapperSwapper:
+            adapter = InswapperSwapper(session, model=loaded.data)
+        else:
+            adapter = adapter_class(session)
+        return ActiveModel(module, loaded.model, loaded.version, used, adapter)
 
     def switch(self, module: str, version: str | None) -> ActiveModel:
         """Load ``module`` at ``version`` and make it current for the next frame.

@@ -62,9 +62,11 @@ def _model(
     outputs: list[Any],
     initializers: list[Any],
     pad: np.ndarray | None,
+    final: Any = None,
 ) -> bytes:
     """Assemble and check a model whose last node writes ``output``; with ``pad``,
-    route that output through :func:`_padding_nodes`."""
+    route that output through :func:`_padding_nodes`. ``final``, if given, is an
+    initializer appended after all others (and after the padding)."""
     from onnx import checker, helper
 
     if pad is not None:
@@ -79,6 +81,8 @@ def _model(
             _tensor(_PAD_NAME, pad),
             _tensor("pad_zero", np.array(0.0, dtype=np.float32)),
         ]
+    if final is not None:
+        initializers = [*initializers, final]
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=initializers)
     model = helper.make_model(
         graph,
@@ -146,13 +150,23 @@ def face_recognizer(variant: int = 0, *, size: int | None = None) -> bytes:
     return _padded(build, size)
 
 
-def face_swapper(variant: int = 0, strength: float = 0.6, *, size: int | None = None) -> bytes:
+def face_swapper_emap(variant: int = 0) -> np.ndarray:
+    """The [512, 512] float32 ``emap`` that ``face_swapper(variant, emap=True)`` embeds."""
+    emap = np.random.default_rng(3000 + variant).standard_normal((512, 512)) / np.sqrt(512)
+    return emap.astype(np.float32)
+
+
+def face_swapper(
+    variant: int = 0, strength: float = 0.6, *, size: int | None = None, emap: bool = False
+) -> bytes:
     """inswapper_128-style swapper: ``target`` [1,3,128,128] (RGB 0..1) and
     ``source`` [1,512] → ``output`` [1,3,128,128] (RGB 0..1).
 
     Blends the target crop toward a flat colour computed from the source embedding
     (``sigmoid(source @ W)``, ``W`` seeded by ``variant``) by ``strength``: the
     swapped face is tinted per source identity, and each variant tints differently.
+    With ``emap`` the graph's last initializer is :func:`face_swapper_emap`, as in
+    the real inswapper_128: no node uses it, the caller applies it to the source.
     """
     from onnx import TensorProto, helper
 
@@ -186,6 +200,7 @@ def face_swapper(variant: int = 0, strength: float = 0.6, *, size: int | None = 
                 _tensor("amount", np.array(strength, dtype=np.float32)),
             ],
             pad,
+            _tensor("emap", face_swapper_emap(variant)) if emap else None,
         )
 
     return _padded(build, size)
@@ -240,7 +255,7 @@ BUILDERS: dict[str, Callable[..., bytes]] = {
 def write_standin(kind: str, path: str | os.PathLike[str], **params: Any) -> Path:
     """Build the stand-in ``kind`` (a key of :data:`BUILDERS`) and write it to ``path``.
 
-    ``params`` go to the builder (``variant``, ``strength``, ``size``).
+    ``params`` go to the builder (``variant``, ``strength``, ``size``, ``emap``).
     """
     if kind not in BUILDERS:
         raise ValueError(f"unknown stand-in {kind!r}; choose from {sorted(BUILDERS)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ffstore import onnxinfo
-from ffstore.onnxinfo import DTYPE_NAMES, OnnxIO, read_io
+from ffstore.onnxinfo import DTYPE_NAMES, OnnxIO, last_initializer, read_io
+from ffswap import standins
 
 MODELS = Path(__file__).parent / "data" / "models"
 YUNET = MODELS / "yunet" / "face_detection_yunet_2026may.onnx"
@@ -415,3 +417,65 @@ def test_random_corruption_never_escapes_value_error(tmp_path: Path) -> None:
 def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_io(tmp_path / "nope.onnx")
+
+
+# --- last_initializer: inswapper's emap without onnx -------------------------------------
+
+
+def _assert_last_initializer_matches(data: bytes) -> None:
+    want = onnx.load_from_string(data).graph.initializer[-1]
+    got = last_initializer(BytesIO(data))
+    assert got is not None
+    assert (got.name, got.dims, got.data_type) == (want.name, list(want.dims), want.data_type)
+    assert got.data == numpy_helper.to_array(want).tobytes()
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_last_initializer_of_real_models_matches_onnx(path: Path) -> None:
+    _assert_last_initializer_matches(path.read_bytes())
+
+
+def test_last_initializer_of_standin_swapper_is_its_emap() -> None:
+    data = standins.face_swapper(variant=2, size=1_200_000, emap=True)
+    _assert_last_initializer_matches(data)
+    got = last_initializer(BytesIO(data))
+    assert got is not None and got.name == "emap" and got.dims == [512, 512]
+    assert np.array_equal(np.frombuffer(got.data, "<f4").reshape(512, 512), standins.face_swapper_emap(2))
+
+
+def test_last_initializer_of_generated_models() -> None:
+    rng = np.random.default_rng(0)
+    unpacked = helper.make_tensor("unpacked", TensorProto.FLOAT, [2, 3], rng.standard_normal(6).tolist())
+    packed = TensorProto(name="packed", data_type=TensorProto.FLOAT, dims=[5, 4])
+    packed.float_data.extend(rng.standard_normal(20).astype(np.float32))
+    raw = numpy_helper.from_array(rng.standard_normal((3, 7)).astype(np.float32), "raw")
+    ints = numpy_helper.from_array(np.arange(6, dtype=np.int64).reshape(2, 3), "ints")
+    for tensors in ([raw, unpacked], [unpacked, packed], [packed, raw], [raw, ints]):
+        graph = helper.make_graph([], "g", [], [], initializer=tensors)
+        data = helper.make_model(graph).SerializeToString()
+        _assert_last_initializer_matches(data)
+    # Repeated graph fields merge: the last initializer of the last graph wins.
+    extra = onnx.ModelProto()
+    extra.graph.initializer.append(raw)
+    first = helper.make_model(helper.make_graph([], "g", [], [], initializer=[packed]))
+    _assert_last_initializer_matches(first.SerializeToString() + extra.SerializeToString())
+
+
+def test_last_initializer_none_and_errors() -> None:
+    empty = helper.make_model(helper.make_graph([], "g", [], []))
+    assert last_initializer(BytesIO(empty.SerializeToString())) is None
+    # Non-raw storage other than float32 float_data is not read.
+    typed = helper.make_tensor("typed", TensorProto.INT64, [3], [1, 2, 3])
+    assert not typed.HasField("raw_data")
+    model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[typed]))
+    assert last_initializer(BytesIO(model.SerializeToString())) is None
+    external = numpy_helper.from_array(np.zeros(4, np.float32), "external")
+    onnx.external_data_helper.set_external_data(external, "side.bin")
+    external.ClearField("raw_data")
+    model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[external]))
+    assert last_initializer(BytesIO(model.SerializeToString())) is None
+    data = standins.face_swapper(emap=True)
+    with pytest.raises(ValueError, match="not a valid ONNX model"):
+        last_initializer(BytesIO(data[:-1000]))
+    with pytest.raises(ValueError, match="empty"):
+        last_initializer(BytesIO(b""))

@@ -17,7 +17,7 @@ import pytest
 from ffswap import providers, standins
 from ffswap.adapters.detector import UlfdDetector, YuNetDetector
 from ffswap.adapters.registry import select_adapter
-from ffswap.adapters.swapper import INSWAPPER_CONTRACT
+from ffswap.adapters.swapper import INSWAPPER_CONTRACT, InswapperSwapper, read_emap
 from ffswap.contracts import check_contract
 from ffswap.errors import ContractError, MediaError, NoFaceError, ProviderUnavailableError
 from ffswap.media import read_image, write_image
@@ -144,6 +144,60 @@ def test_pipeline_from_ready_sessions_matches_the_runtime(
         swapper=_session(model_dir / "swapper-0.onnx"),
     )
     assert np.array_equal(swapper.swap_image(astronaut, grace), runtime.swap_image(astronaut, grace))
+
+
+def test_inswapper_emap_is_read_from_the_model_bytes_and_applied(
+    model_dir: Path, astronaut: np.ndarray, grace: np.ndarray
+) -> None:
+    data = standins.face_swapper(emap=True)
+    emap = standins.face_swapper_emap()
+    assert np.array_equal(read_emap(data), emap)
+    # Models whose last initializer is anything else get no emap.
+    assert read_emap(standins.face_swapper()) is None
+    assert read_emap((model_dir / "swapper-0.onnx").read_bytes()) is None
+
+    session = make_session(data, "cpu")[0]
+    with_emap = InswapperSwapper(session, model=data)
+    embedding = np.random.default_rng(5).standard_normal(512).astype(np.float32) * 3.0
+    reference = np.dot(embedding.reshape(1, -1), emap) / np.linalg.norm(embedding)
+    np.testing.assert_allclose(with_emap.source_input(embedding), reference, rtol=1e-5, atol=1e-6)
+    plain = InswapperSwapper(session).source_input(embedding)
+    assert np.array_equal(plain, embedding.reshape(1, -1))
+
+    def pipeline(model: bytes | None) -> FaceSwapper:
+        return FaceSwapper.from_sessions(
+            detector=_session(YUNET),
+            recognizer=_session(model_dir / "recognizer.onnx"),
+            swapper=session,
+            swapper_model=model,
+        )
+
+    applied = pipeline(data).swap_image(astronaut, grace)
+    assert not np.array_equal(applied, pipeline(None).swap_image(astronaut, grace))
+    # Same result as feeding the numpy reference latent to a plain adapter.
+    source = pipeline(None).source_embedding(astronaut)
+    latent = np.dot(source.reshape(1, -1), emap) / np.linalg.norm(source)
+    assert np.array_equal(applied, pipeline(None).swap_target(grace, latent.reshape(-1)))
+
+
+def test_runtime_applies_the_emap(
+    catalog: dict[str, dict[str, Path]], tmp_path: Path, astronaut: np.ndarray, grace: np.ndarray
+) -> None:
+    path = standins.write_standin("face_swapper", tmp_path / "emap.onnx", emap=True)
+    with_emap = {**catalog, "face_swapper": {"2.0.0": path}}
+    runtime = Runtime(FileModelProvider(with_emap), execution_provider="cpu")
+    try:
+        swapper = runtime.active["face_swapper"].adapter
+        assert np.array_equal(swapper._emap, standins.face_swapper_emap())
+        expected = FaceSwapper.from_sessions(
+            detector=_session(YUNET),
+            recognizer=_session(catalog["face_recognizer"]["1.0.0"]),
+            swapper=_session(path),
+            swapper_model=path.read_bytes(),
+        ).swap_image(astronaut, grace)
+        assert np.array_equal(runtime.swap_image(astronaut, grace), expected)
+    finally:
+        runtime.close()
 
 
 def test_every_face_of_a_multi_face_frame_is_swapped(
