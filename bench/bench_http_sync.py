@@ -6,7 +6,7 @@ models in three modules), publishes it into a temporary registry, serves that wi
 
   curl        the same files fetched to disk, one after another, in parallel, and
               in parallel followed by fsync (ff makes every blob durable)
-  cold sync   `ff sync` into an empty store (targets: <= 1.3 x the faster curl)
+  cold sync   `ff sync` into an empty store (target: <= 1.3 x the faster curl)
   warm sync   `ff sync` with everything present (target: < 0.3 s at any size)
   dvc pull    the same files from a DVC HTTP remote on the same server, if dvc runs
 
@@ -49,17 +49,16 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(runs: int, prepare: Callable[[], None], command: list[str], cwd: Path,
-          env: dict[str, str]) -> Timing:
-    """Wall and CPU time of `command`, `runs` times, each after `prepare` (not timed)."""
-    timing = Timing([], [])
-    for _ in range(runs):
-        prepare()
-        cpu, start = children_cpu(), time.perf_counter()
-        run(command, cwd, env)
-        timing.wall.append(time.perf_counter() - start)
-        timing.cpu.append(children_cpu() - cpu)
-    return timing
+def timed(timing: Timing, prepare: Callable[[], None], command: list[str], cwd: Path,
+          env: dict[str, str]) -> None:
+    """Add one run of `command` to `timing`, after `prepare` (not timed) and a pause
+    that lets the kernel finish freeing what `prepare` deleted."""
+    prepare()
+    time.sleep(0.5)
+    cpu, start = children_cpu(), time.perf_counter()
+    run(command, cwd, env)
+    timing.wall.append(time.perf_counter() - start)
+    timing.cpu.append(children_cpu() - cpu)
 
 
 def write_random(path: Path, size: int) -> None:
@@ -105,7 +104,10 @@ def dvc_pull(dvc: str, work: Path, files: list[Path], url: str, runs: int,
             (repo / file.name).unlink(missing_ok=True)
         shutil.rmtree(repo / ".dvc" / "cache", ignore_errors=True)
 
-    return timed(runs, clear, [dvc, "pull", "-q", "-r", "http"], repo, dvc_env)
+    timing = Timing([], [])
+    for _round in range(runs):
+        timed(timing, clear, [dvc, "pull", "-q", "-r", "http"], repo, dvc_env)
+    return timing
 
 
 def main() -> None:
@@ -126,7 +128,12 @@ def main() -> None:
 def bench(work: Path, args: argparse.Namespace) -> None:
     total = args.size_mib << 20
     shares = sum(share for _m, share in MODULES)
-    publisher = {**os.environ, "FF_HOME": str(work / "publisher")}
+    # An installed ff starts from cached bytecode (pip compiles it); a shell that sets
+    # PYTHONDONTWRITEBYTECODE would add the compiling of ff's modules to every command.
+    base = {name: value for name, value in os.environ.items()
+            if name != "PYTHONDONTWRITEBYTECODE"}
+    base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    publisher = {**base, "FF_HOME": str(work / "publisher")}
     key_id = run([*FF, "key", "generate", "bench"], work, publisher).strip()
     files = []
     for module, share in MODULES:
@@ -150,31 +157,38 @@ def bench(work: Path, args: argparse.Namespace) -> None:
             for path in downloads.iterdir():
                 path.unlink()
 
-        results: dict[str, Timing] = {}
-        if shutil.which("curl"):
-            results["curl (sequential)"] = timed(args.runs, clear_downloads,
-                                                 ["curl", "-sSf", *curl_args], work, publisher)
-            results["curl --parallel"] = timed(args.runs, clear_downloads,
-                                               ["curl", "-sSfZ", *curl_args], work, publisher)
-            # like for like: ff makes each blob durable (fsync) before it counts as stored
-            outputs = [str(downloads / f"{index}.bin") for index in range(len(blob_urls))]
-            results["curl --parallel+fsync"] = timed(
-                args.runs, clear_downloads,
-                ["sh", "-c", f"{shlex.join(['curl', '-sSfZ', *curl_args])} && "
-                             f"{shlex.join(['sync', *outputs])}"], work, publisher)
         project = work / "project"
         project.mkdir()
         (project / "facefusion.toml").write_text(
             f'[registries]\ndefault = "{url}"\n\n[trust]\nkeys = ["{key_id}"]\n\n[modules]\n'
             + "".join(f'{module} = {{ model = "bench_{module}", version = ">=1" }}\n'
                       for module, _share in MODULES))
-        client = {**os.environ, "FF_HOME": str(work / "client")}
+        client = {**base, "FF_HOME": str(work / "client")}
         run([*FF, "lock"], project, client)
-        blobs = work / "client" / "blobs" / "sha256"
-        results["ff sync, cold"] = timed(args.runs, lambda: shutil.rmtree(blobs, True),
-                                         [*FF, "-q", "sync"], project, client)
-        results["ff sync, warm"] = timed(max(args.runs, 5), lambda: None, [*FF, "-q", "sync"],
-                                         project, client)
+        # Every contender runs once per round, so drift on a shared VM (other tenants,
+        # memory reclaim after the previous run's GiB was deleted) hits all alike.
+        contenders: dict[str, tuple[Callable[[], None], list[str], Path, dict[str, str]]] = {}
+        if shutil.which("curl"):
+            contenders["curl (sequential)"] = (clear_downloads, ["curl", "-sSf", *curl_args],
+                                               work, publisher)
+            contenders["curl --parallel"] = (clear_downloads, ["curl", "-sSfZ", *curl_args],
+                                             work, publisher)
+            # like for like: ff makes each blob durable (fsync) before it counts as stored
+            outputs = [str(downloads / f"{index}.bin") for index in range(len(blob_urls))]
+            contenders["curl --parallel+fsync"] = (
+                clear_downloads, ["sh", "-c", f"{shlex.join(['curl', '-sSfZ', *curl_args])} && "
+                                              f"{shlex.join(['sync', *outputs])}"],
+                work, publisher)
+        # Cold: an empty store, as on a new machine (index, manifests and blobs fetched).
+        contenders["ff sync, cold"] = (lambda: shutil.rmtree(work / "client", True),
+                                       [*FF, "-q", "sync"], project, client)
+        results = {name: Timing([], []) for name in contenders}
+        for _round in range(args.runs):
+            for name, (prepare, command, cwd, env) in contenders.items():
+                timed(results[name], prepare, command, cwd, env)
+        results["ff sync, warm"] = Timing([], [])
+        for _round in range(max(args.runs, 5)):
+            timed(results["ff sync, warm"], lambda: None, [*FF, "-q", "sync"], project, client)
         if args.dvc:
             results["dvc pull"] = dvc_pull(args.dvc, work, files, url, args.runs, publisher)
     finally:

@@ -11,10 +11,11 @@ two processes ingesting the same bytes rename identical files onto one name.
 import contextlib
 import errno
 import hashlib
+import itertools
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -28,10 +29,18 @@ READ_ONLY = 0o444
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
+Reader = Callable[[memoryview], int]
+"""Fills the start of a buffer with the next bytes of a stream and says how many;
+0 at the end. A file's or a response's `readinto`."""
+
+
 class HashingWriter:
-    """Takes chunks on the caller's thread (reading a file, receiving from the
-    network) while one background thread hashes them and another writes them, so the
-    three overlap and the bytes are still hashed exactly once."""
+    """Pulls a stream through a small ring of reused buffers: the caller's thread
+    reads each chunk in and writes it out, while a background thread hashes it.
+    Reading and writing are copies the kernel does with the GIL released, SHA-256 is
+    the costly part, so the two threads overlap and the bytes are hashed exactly once.
+    Reusing buffers spares allocating and page-faulting one per chunk, and reading
+    into them spares a copy between whoever received the bytes and the store."""
 
     def __init__(self, handle: BinaryIO, limit: int | None = None, resume: bool = False) -> None:
         """With `resume`, `handle` (opened "r+b") already holds the start of the stream,
@@ -41,64 +50,65 @@ class HashingWriter:
         self._limit = limit
         self.size = handle.tell() if resume else 0
         self._error: BaseException | None = None
-        self._workers = [self._start(self._hash.update), self._start(handle.write)]
+        # A buffer is free again once the hasher is past it: QUEUE_DEPTH queued, one
+        # being hashed, one being read into.
+        self._ring = [memoryview(bytearray(CHUNK)) for _ in range(QUEUE_DEPTH + 2)]
+        self._pending: queue.Queue[memoryview | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._hasher = threading.Thread(target=self._hash_pending, daemon=True)
+        self._hasher.start()
 
-    def _start(self, consume: Callable[[memoryview], object]
-               ) -> tuple["queue.Queue[memoryview | None]", threading.Thread]:
-        pending: queue.Queue[memoryview | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+    def _hash_pending(self) -> None:
+        while (chunk := self._pending.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hash.update(chunk)
+                except BaseException as exc:  # re-raised on the caller's thread
+                    self._error = exc
 
-        def drain() -> None:
-            while (chunk := pending.get()) is not None:
-                if self._error is None:
-                    try:
-                        consume(chunk)
-                    except BaseException as exc:  # re-raised on the caller's thread
-                        self._error = exc
-
-        thread = threading.Thread(target=drain, daemon=True)
-        thread.start()
-        return pending, thread
-
-    def write(self, chunk: bytes | memoryview) -> None:
-        """Count and queue `chunk`. The caller must not reuse the chunk's memory
-        until `finish` returns; `_read_chunks` keeps a ring of buffers for that."""
-        self.size += len(chunk)
-        if self._limit is not None and self.size > self._limit:
-            raise VerificationError(f"received more than the expected {self._limit} bytes")
-        if self._error is not None:
-            raise self._error
-        view = memoryview(chunk)
-        for pending, _thread in self._workers:
-            pending.put(view)
-
-    def stop(self) -> None:
-        for pending, _thread in self._workers:
-            pending.put(None)
-        for _pending, thread in self._workers:
-            thread.join()
-
-    def finish(self) -> str:
-        self.stop()
+    def consume(self, read: Reader) -> str:
+        """Read, write and hash until `read` reports the end; the digest. Never reads
+        more than one byte past `limit`, so a server sending endless data is cut off
+        without the store taking the excess."""
+        try:
+            for turn in itertools.count():
+                buffer = self._ring[turn % len(self._ring)]
+                if self._limit is not None:
+                    buffer = buffer[:max(1, min(CHUNK, self._limit - self.size + 1))]
+                count, failure = _fill(read, buffer)
+                self.size += count
+                if self._limit is not None and self.size > self._limit:
+                    raise VerificationError(f"received more than the expected {self._limit} bytes")
+                if self._error is not None:
+                    raise self._error
+                if count:
+                    self._pending.put(buffer[:count])
+                    # Written even when the stream then failed: a resumed download
+                    # continues after these bytes.
+                    self._handle.write(buffer[:count])
+                if failure is not None:
+                    raise failure
+                if count < len(buffer):
+                    break
+        finally:
+            self._pending.put(None)
+            self._hasher.join()
         if self._error is not None:
             raise self._error
         return f"sha256:{self._hash.hexdigest()}"
 
 
-
-def _read_chunks(source: BinaryIO) -> Iterator[memoryview]:
-    """Read into a small ring of reused buffers; with the writer's queue bound this
-    avoids allocating (and page-faulting) a fresh buffer for every chunk."""
-    # A buffer is free again once both workers are past it: at most QUEUE_DEPTH
-    # queued plus one in work per worker, plus the one being read into.
-    ring = [bytearray(CHUNK) for _ in range(QUEUE_DEPTH + 2)]
-    turn = 0
-    while True:
-        buffer = ring[turn % len(ring)]
-        count = source.readinto(buffer)
-        if not count:
-            return
-        turn += 1
-        yield memoryview(buffer)[:count]
+def _fill(read: Reader, buffer: memoryview) -> tuple[int, Exception | None]:
+    """Fill `buffer` as far as the stream allows (a socket hands over what has
+    arrived; chunks as large as the buffer keep the per-chunk work small). Short only
+    at the end of the stream or when reading failed, and then the failure comes back
+    with the bytes that did arrive, so the caller keeps them."""
+    filled = 0
+    try:
+        while filled < len(buffer) and (count := read(buffer[filled:])):
+            filled += count
+    except Exception as exc:
+        return filled, exc
+    return filled, None
 
 
 def _link(source: Path, temp: Path) -> bool:
@@ -152,46 +162,36 @@ class BlobStore:
     def ingest_file(self, source: Path, expected: str | None = None,
                     expected_size: int | None = None) -> Ingested:
         """Copy `source` into the store, hashing it in the same pass."""
-        with open(source, "rb") as handle:
-            return self.ingest_chunks(_read_chunks(handle), expected, expected_size)
+        with open(source, "rb", buffering=0) as handle:
+            return self.ingest(handle.readinto, expected, expected_size)
 
-    def ingest_chunks(self, chunks: Iterable[bytes | memoryview], expected: str | None = None,
-                      expected_size: int | None = None) -> Ingested:
+    def ingest(self, read: Reader, expected: str | None = None,
+               expected_size: int | None = None) -> Ingested:
         """Write a stream into the store. With `expected`, the bytes must hash to it and
         number exactly `expected_size`; otherwise nothing becomes visible."""
         if expected is not None:
             check_digest(expected)
         with fsutil.temp_file(self.temp_dir) as (handle, temp):
             writer = HashingWriter(handle, expected_size)
-            digest = self._feed(writer, chunks)
+            digest = writer.consume(read)
             self._check(digest, writer.size, expected, expected_size)
             added = self._publish(handle, temp, digest)
         return Ingested(digest, writer.size, added)
 
-    def ingest_resumed(self, partial: Path, chunks: Iterable[bytes | memoryview], expected: str,
+    def ingest_resumed(self, partial: Path, read: Reader, expected: str,
                        expected_size: int) -> Ingested:
         """Finish an interrupted download. `partial` (on the store's filesystem but
         outside the blob namespace) holds a prefix of the blob: it is hashed from disk,
-        `chunks` (the rest) are hashed as they are appended, and the file becomes the
+        the rest (from `read`) is hashed as it is appended, and the file becomes the
         blob only if digest and size match. On failure the appended bytes stay, so the
         caller can resume again, or truncate the file when its bytes proved wrong."""
         check_digest(expected)
         with open(partial, "r+b") as handle:
             writer = HashingWriter(handle, expected_size, resume=True)
-            digest = self._feed(writer, chunks)
+            digest = writer.consume(read)
             self._check(digest, writer.size, expected, expected_size)
             added = self._publish(handle, partial, digest)
         return Ingested(digest, writer.size, added)
-
-    @staticmethod
-    def _feed(writer: HashingWriter, chunks: Iterable[bytes | memoryview]) -> str:
-        try:
-            for chunk in chunks:
-                writer.write(chunk)
-        except BaseException:
-            writer.stop()
-            raise
-        return writer.finish()
 
     def adopt_file(self, source: Path, expected: str, expected_size: int) -> bool:
         """Bring in a file from the same filesystem without copying its bytes, and

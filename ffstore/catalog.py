@@ -3,6 +3,7 @@ a trusted key, unexpired and not older than one seen before, and a manifest only
 when it matches its digest and carries a trusted signature. Verified manifests are
 kept in the local store."""
 
+from collections.abc import Callable
 from functools import cached_property
 
 from ffstore.errors import FFError, VerificationError
@@ -14,12 +15,19 @@ from ffstore.store import Store
 
 
 class Catalog:
-    def __init__(self, config: RegistryConfig, registry: Registry, trusted: frozenset[str],
-                 store: Store) -> None:
+    def __init__(self, config: RegistryConfig, open_registry: Callable[[], Registry],
+                 trusted: frozenset[str], store: Store) -> None:
+        """The registry is opened on first use: a sync or rollback whose manifests and
+        blobs are all in the store never touches it, and so never pays for importing
+        and setting up an HTTP client."""
         self.config = config
-        self.registry = registry
+        self._open_registry = open_registry
         self._trusted = trusted
         self._store = store
+
+    @cached_property
+    def registry(self) -> Registry:
+        return self._open_registry()
 
     @property
     def where(self) -> str:

@@ -2,6 +2,7 @@
 store and lazily opened, verified registries. Built once per command by the CLI or
 by a program using ff as a library."""
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,9 +68,9 @@ class Context:
                                  "facefusion.toml")
             options = TransferOptions(self.setting("http_timeout"), self.setting("http_retries"),
                                       self.store.root / "partial")
-            registry = open_registry(config, self.project.root, options)
-            self._catalogs[registry_name] = Catalog(config, registry, self.project.trusted,
-                                                    self.store)
+            self._catalogs[registry_name] = Catalog(
+                config, functools.partial(open_registry, config, self.project.root, options),
+                self.project.trusted, self.store)
         return self._catalogs[registry_name]
 
 

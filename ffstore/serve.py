@@ -45,6 +45,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     server: "RegistryServer"
     protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many blobs
+    # Headers and body leave in two writes; with Nagle's algorithm a small body (an
+    # index, a manifest) would wait for the client's delayed ACK, 40 ms per document.
+    disable_nagle_algorithm = True
     server_version = "ff-serve"
 
     def do_GET(self) -> None:

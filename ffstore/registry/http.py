@@ -26,12 +26,12 @@ from typing import TypeVar
 import httpx
 
 from ffstore import __version__, fsutil
-from ffstore.blobs import BlobStore
+from ffstore.blobs import BlobStore, Reader
 from ffstore.digests import hex_part
 from ffstore.errors import FFError, VerificationError
 from ffstore.registry import layout
 from ffstore.registry.base import Progress, TransferOptions
-from ffstore.registry.transport import direct_transport
+from ffstore.registry.transport import READINTO, direct_transport
 
 MAX_DOCUMENT = 64 << 20  # an index, manifest or signature file; beyond this a server is broken
 BACKOFF_FRACTION = 0.05  # first pause between attempts, as a fraction of the timeout
@@ -224,7 +224,7 @@ class _Download:
             self._advance(offset - self._counted)
         try:
             if offset == self._size:  # complete, but not yet verified when that run ended
-                self._store.ingest_resumed(self._part, (), self._digest, self._size)
+                self._store.ingest_resumed(self._part, _nothing, self._digest, self._size)
             else:
                 self._receive(url, offset)
         except VerificationError as exc:
@@ -251,7 +251,7 @@ class _Download:
                     self._discard()
                     offset = 0
                 self._check_length(response, offset)
-                self._store.ingest_resumed(self._part, self._chunks(response, writeback),
+                self._store.ingest_resumed(self._part, self._reader(response, writeback),
                                            self._digest, self._size)
         except httpx.TransportError as exc:
             failure = _classify(exc, self._timeout)
@@ -274,11 +274,41 @@ class _Download:
             raise _SourceFailed(f"announces {length} bytes where {expected} are due (the manifest "
                                 f"says the blob has {self._size})")
 
-    def _chunks(self, response: httpx.Response, writeback: "_Writeback") -> Iterator[bytes]:
-        for chunk in response.iter_raw():
-            self._advance(len(chunk))
-            writeback.received(len(chunk))
-            yield chunk
+    def _reader(self, response: httpx.Response, writeback: "_Writeback") -> Reader:
+        """The body as a Reader, counting what arrives. Through the stdlib transport
+        the bytes land straight in the store's buffers; through httpx's own (behind a
+        proxy) its chunks are copied in."""
+        read = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw())
+
+        def counted(buffer: memoryview) -> int:
+            count = read(buffer)
+            self._advance(count)
+            writeback.received(count)
+            return count
+
+        return counted
+
+
+def _nothing(_buffer: memoryview) -> int:
+    return 0
+
+
+def _chunk_reader(chunks: Iterator[bytes]) -> Reader:
+    pending = memoryview(b"")
+
+    def read(buffer: memoryview) -> int:
+        nonlocal pending
+        while not pending:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return 0
+            pending = memoryview(chunk)
+        count = min(len(buffer), len(pending))
+        buffer[:count] = pending[:count]
+        pending = pending[count:]
+        return count
+
+    return read
 
 
 class _Writeback:

@@ -26,6 +26,8 @@ import httpx
 # Large enough that per-chunk work (queues, progress, httpx's bookkeeping) vanishes
 # next to hashing, small enough that progress still moves on a slow link.
 READ_SIZE = 1 << 20
+# The response extension holding the body's `readinto`, for callers that bring buffers.
+READINTO = "ff.readinto"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _Key = tuple[str, str, int]  # scheme, host, port
@@ -131,8 +133,9 @@ class StdlibTransport(httpx.BaseTransport):
         return httpx.Response(
             response.status, headers=[(name.encode("latin-1"), value.encode("latin-1"))
                                       for name, value in response.getheaders()],
-            stream=_Body(self, key, connection, response, request),
-            extensions={"http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
+            stream=(body := _Body(self, key, connection, response, request)),
+            extensions={READINTO: body.readinto,
+                        "http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
                         "reason_phrase": response.reason.encode("latin-1")})
 
     def close(self) -> None:
@@ -145,8 +148,10 @@ class StdlibTransport(httpx.BaseTransport):
 
 
 class _Body(httpx.SyncByteStream):
-    """A response body, read in READ_SIZE pieces. Each piece is a new buffer, as
-    consumers may hold pieces (queued for hashing and writing) while more arrive."""
+    """A response body. Iterating gives READ_SIZE pieces, each a new buffer, as
+    consumers may hold pieces; `readinto` (offered to callers as the response's
+    READINTO extension) fills the caller's own buffer, sparing the store a copy and
+    an allocation per piece."""
 
     def __init__(self, transport: StdlibTransport, key: _Key,
                  connection: http.client.HTTPConnection, response: http.client.HTTPResponse,
@@ -156,16 +161,21 @@ class _Body(httpx.SyncByteStream):
         self._request = request
         self._complete = False
 
-    def __iter__(self) -> Iterator[bytes]:
+    def readinto(self, buffer: memoryview) -> int:
         with _mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
-            while count := self._response.readinto(buffer := bytearray(READ_SIZE)):
-                del buffer[count:]
-                yield buffer
-        if self._response.length:  # http.client reports a short body as a plain end
-            raise httpx.RemoteProtocolError(
-                f"peer closed connection with {self._response.length} bytes of the body "
-                "unsent", request=self._request)
-        self._complete = True
+            count = self._response.readinto(buffer)
+        if not count and buffer:
+            if self._response.length:  # http.client reports a short body as a plain end
+                raise httpx.RemoteProtocolError(
+                    f"peer closed connection with {self._response.length} bytes of the body "
+                    "unsent", request=self._request)
+            self._complete = True
+        return count
+
+    def __iter__(self) -> Iterator[bytes]:
+        while count := self.readinto(memoryview(buffer := bytearray(READ_SIZE))):
+            del buffer[count:]
+            yield buffer
 
     def close(self) -> None:
         """Return the connection for reuse only after a complete body: anything
