@@ -11,6 +11,11 @@ models in three modules), publishes it into a temporary registry, serves that wi
   dvc pull    the same files from a DVC HTTP remote on the same server, if dvc runs
 
 Usage: python bench/bench_http_sync.py [--size-mib 1024] [--runs 3] [--dvc PATH]
+                                       [--ff-python PATH]
+
+--ff-python runs ff with another interpreter, such as a venv with ff installed as
+users install it (`pip install .`): a development venv adds an editable-install
+finder and test tools (pytest's pygments, which httpx then imports) to every start.
 """
 
 import argparse
@@ -115,9 +120,12 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dvc", default=shutil.which("dvc"), help="dvc executable, if any")
+    parser.add_argument("--ff-python", default=sys.executable,
+                        help="interpreter that runs ff (default: this one)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where to put the data (default: a temp dir, removed afterwards)")
     args = parser.parse_args()
+    FF[0] = args.ff_python
     work = Path(tempfile.mkdtemp(prefix="ff-bench-http-", dir=args.workdir))
     try:
         bench(work, args)
@@ -144,7 +152,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
             work, publisher)
         files.append(file)
     sizes = ", ".join(f"{file.stat().st_size >> 20} MiB" for file in files)
-    print(f"model set: {len(files)} files ({sizes}); {os.cpu_count()} CPUs")
+    print(f"model set: {len(files)} files ({sizes}); {os.cpu_count()} CPUs; ff run by {FF[0]}")
     server, url = start_server(work / "registry", publisher)
     try:
         blob_urls = [f"{url}blobs/sha256/{hex_digest(file)}" for file in files]
@@ -208,20 +216,21 @@ def report(results: dict[str, Timing], total: int) -> None:
         extra = "" if "warm" in name else f", {rate:.0f} MiB/s"
         print(f"{name:<22} {describe(timing)}{extra}")
     print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    cold = statistics.median(results["ff sync, cold"].wall)
-    curls = {name: statistics.median(t.wall) for name, t in results.items()
-             if name.startswith("curl")}
-    if curls:
-        durable = curls.pop("curl --parallel+fsync")
-        ratio = cold / min(curls.values())
-        print(f"cold ff sync / fastest curl: {ratio:.2f}x wall (target <= 1.3x: "
-              f"{'met' if ratio <= 1.3 else 'NOT met'}); / curl+fsync: {cold / durable:.2f}x")
-    else:
-        print("curl: not installed")
-    if "dvc pull" in results:
-        dvc = statistics.median(results["dvc pull"].wall)
-        print(f"cold ff sync / dvc pull: {cold / dvc:.2f}x wall")
-    else:
+    # Medians of interleaved rounds, and best runs: on a shared VM noise only ever adds
+    # time, so the best run of each says what the software can do.
+    for label, pick in (("median", statistics.median), ("best", min)):
+        cold = pick(results["ff sync, cold"].wall)
+        curls = {name: pick(t.wall) for name, t in results.items() if name.startswith("curl")}
+        if curls:
+            durable = curls.pop("curl --parallel+fsync")
+            ratio = cold / min(curls.values())
+            print(f"{label}: cold ff sync / fastest curl: {ratio:.2f}x wall (target <= 1.3x: "
+                  f"{'met' if ratio <= 1.3 else 'NOT met'}); / curl+fsync: {cold / durable:.2f}x")
+        else:
+            print("curl: not installed")
+        if "dvc pull" in results:
+            print(f"{label}: cold ff sync / dvc pull: {cold / pick(results['dvc pull'].wall):.2f}x")
+    if "dvc pull" not in results:
         print("dvc: not installed")
     warm = statistics.median(results["ff sync, warm"].wall)
     print(f"warm ff sync: {warm:.3f} s (target < 0.3 s: {'met' if warm < 0.3 else 'NOT met'})")
