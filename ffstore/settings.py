@@ -57,6 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
             "generations per module that `ff gc` keeps"),
     Setting("execution_provider", "FF_EXECUTION_PROVIDER", _provider, lambda: "auto", True,
             "onnxruntime execution provider for `ff swap`"),
+    Setting("execution_threads", "FF_EXECUTION_THREADS", _positive_int, lambda: 3, True,
+            "video frames `ff swap` processes at once"),
     Setting("http_timeout", "FF_HTTP_TIMEOUT", _seconds, lambda: 30.0, True,
             "seconds without progress before an HTTP transfer is retried"),
     Setting("http_retries", "FF_HTTP_RETRIES", _positive_int, lambda: 4, True,

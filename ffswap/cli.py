@@ -41,10 +41,12 @@ def _progress(enabled: bool) -> Callable[[int, int | None], None] | None:
               help="Where to write the result (written atomically).")
 @click.option("--execution-provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
               default=None, help="onnxruntime provider (setting execution_provider).")
+@click.option("--execution-threads", type=click.IntRange(min=1), default=None,
+              help="Video frames processed at once (setting execution_threads).")
 @click.option("--no-enhance", is_flag=True, help="Skip the face_enhancer even if locked.")
 @click.pass_context
 def swap(ctx: click.Context, source: str, target: str, output: str,
-         execution_provider: str | None, no_enhance: bool) -> None:
+         execution_provider: str | None, execution_threads: int | None, no_enhance: bool) -> None:
     """Swap the face in SOURCE onto every face in TARGET, with the locked models."""
     from ffstore.cli import _context
     from ffswap.errors import SwapError
@@ -52,7 +54,8 @@ def swap(ctx: click.Context, source: str, target: str, output: str,
     from ffswap.media import read_image, write_image
     from ffswap.runtime import Runtime
 
-    context = _context(ctx, execution_provider=execution_provider)
+    context = _context(ctx, execution_provider=execution_provider,
+                       execution_threads=execution_threads)
     lock = context.require_lock()
     versions = {m: None for m in ("face_detector", "face_recognizer", "face_swapper")}
     if "face_enhancer" in lock.modules and not no_enhance:
@@ -64,7 +67,8 @@ def swap(ctx: click.Context, source: str, target: str, output: str,
             face = read_image(source)
             if Path(target).suffix.lower() in VIDEO_SUFFIXES:
                 result = runtime.swap_video(face, target, output,
-                                            progress=_progress(not quiet and sys.stderr.isatty()))
+                                            progress=_progress(not quiet and sys.stderr.isatty()),
+                                            workers=context.setting("execution_threads"))
                 summary = f"{result.frames} frames, {result.swapped_frames} with faces"
             else:
                 write_image(output, runtime.swap_image(face, read_image(target)))

@@ -50,6 +50,13 @@ class ActiveModel:
     adapter: Any = field(repr=False, compare=False)
 
 
+FRAME_WORKERS = 3
+"""Video frames in work at once by default (FaceFusion's execution threads). One
+frame's alignment, warps and paste-back then run while another's is inside a model,
+so the cores (or the GPU) idle less: on 2 CPU cores, 1 → 3 workers took the 720p
+benchmark from 40 to 44 fps (26 to 32 with the enhancer); more only contend."""
+
+
 def _return_freed_memory() -> None:
     """Ask glibc to hand freed heap pages back to the OS.
 
@@ -174,28 +181,38 @@ class Runtime:
         output: str | os.PathLike[str],
         *,
         progress: ProgressFn | None = None,
+        workers: int | None = None,
     ) -> VideoResult:
         """Swap the source's identity onto every face of every frame of a video.
 
         The source embedding is computed once up front (so a face-less source fails
         before any decoding) and again only if the recogniser is switched mid-video.
-        Frames without faces are written unchanged.
+        Frames without faces are written unchanged. ``workers`` frames are processed
+        at once (default FRAME_WORKERS); each runs to the end on the models that
+        were current when it started.
         """
         pipeline, generation = self._snapshot()
         cached = {generation: pipeline.source_embedding(source)}
+        embedding_lock = threading.Lock()
+
+        def embedding(current: FaceSwapper, current_generation: int) -> np.ndarray:
+            with embedding_lock:
+                if current_generation not in cached:
+                    cached.clear()
+                    cached[current_generation] = current.source_embedding(source)
+                return cached[current_generation]
 
         def frame_fn(frame: np.ndarray) -> np.ndarray | None:
             current, current_generation = self._snapshot()
-            if current_generation not in cached:
-                cached.clear()
-                cached[current_generation] = current.source_embedding(source)
+            source_embedding = embedding(current, current_generation)
             faces = current.detector.detect(frame)
             if not faces:
                 return None
             # The decoded frame is ours and not needed afterwards: paste into it.
-            return current.swap_faces(frame, faces, cached[current_generation], in_place=True)
+            return current.swap_faces(frame, faces, source_embedding, in_place=True)
 
-        return process_video(target, output, frame_fn, progress=progress)
+        return process_video(target, output, frame_fn, progress=progress,
+                             workers=workers or FRAME_WORKERS)
 
     def close(self) -> None:
         """Release every session now rather than whenever the object is collected."""

@@ -1,9 +1,12 @@
-"""Video processing: decode thread → per-frame inference → encode thread.
+"""Video processing: decode thread → frame workers → encode thread.
 
 Decoding and encoding run in their own threads with small bounded queues, so the
-inference thread never waits on I/O and memory stays flat however long the video is.
-Audio is not carried over. The output is written to a temp file next to the target
-and renamed into place only when complete.
+frame workers never wait on I/O and memory stays flat however long the video is.
+With more than one worker, frames are processed concurrently and written in order:
+while one frame is inside a model, another's alignment, warps and paste-back use
+the cores (or feed the GPU) that would otherwise idle, as FaceFusion's execution
+threads do. Audio is not carried over. The output is written to a temp file next
+to the target and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -113,8 +118,12 @@ def process_video(
     *,
     progress: ProgressFn | None = None,
     queue_size: int = 8,
+    workers: int = 1,
 ) -> VideoResult:
     """Run ``frame_fn`` over every frame of ``target`` and write ``output`` atomically.
+
+    ``workers`` frames are processed at once (``frame_fn`` must then be thread-safe);
+    the output order is the input order whatever the count.
 
     Raises :class:`MediaError` when the target cannot be read or has no frames, and
     :class:`NoFaceError` when no frame has a face (nothing would have been swapped,
@@ -137,7 +146,8 @@ def process_video(
             if not writer.isOpened():
                 raise OutputError(f"cannot write video {destination} with codec {fourcc}")
             try:
-                frames, swapped = _pump(capture, writer, frame_fn, progress, total, queue_size)
+                frames, swapped = _pump(capture, writer, frame_fn, progress, total, queue_size,
+                                        workers)
             finally:
                 writer.release()
             if frames == 0:
@@ -156,8 +166,13 @@ def _pump(
     progress: ProgressFn | None,
     total: int | None,
     queue_size: int,
+    workers: int,
 ) -> tuple[int, int]:
-    """Inference loop between the reader and writer threads; (frames, swapped)."""
+    """Feed decoded frames to the workers and their results, in order, to the
+    writer; (frames, swapped). At most ``workers`` frames are in work and one more
+    is queued, so a slow writer holds the workers back and memory stays bounded."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     stop = threading.Event()
     decoded: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
     encoded: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -173,7 +188,24 @@ def _pump(
     )
     reader.start()
     writer_thread.start()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ffswap-frame")
+    in_work: deque[tuple[np.ndarray, Future[np.ndarray | None]]] = deque()
     frames = swapped = 0
+
+    def emit() -> bool:
+        """Hand the oldest frame's result to the writer; False if the writer failed."""
+        nonlocal frames, swapped
+        frame, future = in_work.popleft()
+        result = future.result()  # a frame_fn error is raised here, in order
+        if result is not None:
+            swapped += 1
+        if not _put(encoded, frame if result is None else result, stop):
+            return False
+        frames += 1
+        if progress is not None:
+            progress(frames, total)
+        return True
+
     finished = False
     try:
         while True:
@@ -183,19 +215,17 @@ def _pump(
             if isinstance(item, BaseException):
                 raise MediaError(f"video decoding failed: {item}") from item
             frame = cast(np.ndarray, item)
-            result = frame_fn(frame)
-            if result is not None:
-                swapped += 1
-            if not _put(encoded, frame if result is None else result, stop):
+            in_work.append((frame, pool.submit(frame_fn, frame)))
+            if len(in_work) > workers and not emit():
                 break  # the writer failed; its error is raised below
-            frames += 1
-            if progress is not None:
-                progress(frames, total)
+        while in_work and emit():
+            pass
         _put(encoded, _END, stop)
         finished = True
     finally:
         if not finished:
             stop.set()  # unblock both threads so the error propagates promptly
+        pool.shutdown(cancel_futures=True)
         reader.join()
         writer_thread.join()
     if write_errors:

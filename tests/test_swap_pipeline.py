@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import subprocess
 import sys
@@ -387,6 +388,54 @@ def test_video_without_faces_or_unreadable(runtime: Runtime, astronaut: np.ndarr
     with pytest.raises(MediaError, match="cannot read video"):
         runtime.swap_video(astronaut, garbage, tmp_path / "out.avi")
     assert sorted(os.listdir(tmp_path)) == ["garbage.avi", "grey.avi"]
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def test_video_workers_keep_frame_order_and_pixels(
+    runtime: Runtime, astronaut: np.ndarray, grace: np.ndarray, tmp_path: Path
+) -> None:
+    """Several frames in work at once must write exactly what one worker writes."""
+    target = pan_video(tmp_path / "pan.avi", astronaut, frames=10)
+    one = runtime.swap_video(grace, target, tmp_path / "one.avi", workers=1)
+    three = runtime.swap_video(grace, target, tmp_path / "three.avi", workers=3)
+    assert one.frames == three.frames == 10
+    first, second = _frames(one.path), _frames(three.path)
+    assert len(first) == len(second) == 10
+    for index, (a, b) in enumerate(zip(first, second, strict=True)):
+        assert np.array_equal(a, b), f"frame {index} differs"
+    assert not np.array_equal(first[0], first[-1]), "the pan moves, so order is observable"
+
+
+def test_video_worker_error_stops_the_job_and_writes_nothing(
+    astronaut: np.ndarray, tmp_path: Path
+) -> None:
+    from ffswap.video import process_video
+
+    target = pan_video(tmp_path / "pan.avi", astronaut, frames=12)
+    calls = itertools.count(1)  # next() on it is atomic under the GIL
+    seen: list[int] = []
+
+    def frame_fn(frame: np.ndarray) -> np.ndarray | None:
+        seen.append(number := next(calls))
+        if number == 5:
+            raise RuntimeError("model exploded on frame 5")
+        return frame
+
+    with pytest.raises(RuntimeError, match="frame 5"):
+        process_video(target, tmp_path / "out.avi", frame_fn, workers=3)
+    assert sorted(os.listdir(tmp_path)) == ["pan.avi"], "no output, no temp file"
+    assert len(seen) < 12, "work stopped instead of running to the end"
 
 
 # --- media, providers, stand-ins, packaging --------------------------------------

@@ -216,6 +216,21 @@ def test_swap_video_keeps_every_frame(published: Published, tmp_path: Path, astr
     assert sorted(os.listdir(tmp_path)) == ["out.avi", "pan.avi"]
 
 
+def test_swap_execution_threads_flag_and_setting(published: Published, tmp_path: Path,
+                                                 astronaut: np.ndarray) -> None:
+    workspace = published.workspace
+    target = pan_video(tmp_path / "pan.avi", astronaut, frames=4)
+    result = workspace.run("swap", "--source", str(GRACE_HOPPER), "--target", str(target),
+                           "--output", str(tmp_path / "out.avi"), "--execution-threads", "0",
+                           expect=2)
+    assert "--execution-threads" in _one_line_error(result)
+    assert not (tmp_path / "out.avi").exists()
+    result = workspace.run("swap", "--source", str(GRACE_HOPPER), "--target", str(target),
+                           "--output", str(tmp_path / "out.avi"), "--execution-threads", "1")
+    assert "4 frames, 4 with faces" in result.out
+    assert "execution_threads    3" in workspace.run("config").out
+
+
 def test_swap_every_face_of_a_two_face_image(
     published: Published, tmp_path: Path, astronaut: np.ndarray, grace: np.ndarray
 ) -> None:
