@@ -1,12 +1,13 @@
 """The runtime's model source: only what facefusion.lock names, verified.
 
-The loader reads each model file once, checks the digest on those very bytes, and
-hands the same buffer to onnxruntime, so there is no window between check and load in
-which the file could be swapped. The manifest must match the lock's digest and carry
-a signature from a trusted key; anything else is refused before a session exists.
+The loader reads each model file once (the ONNX file and any external data files),
+checks the digests on those very bytes, and hands the same buffers to onnxruntime, so
+there is no window between check and load in which a file could be swapped. The
+manifest must match the lock's digest and carry a signature from a trusted key;
+anything else is refused before a session exists.
 """
 
-import functools
+import posixpath
 
 from ffstore.context import Context
 from ffstore.errors import FFError, InputError
@@ -50,18 +51,21 @@ class LockedModels:
         main = manifest.main_file
         if main.onnx is None:
             raise FFError(f"{module} ({entry.model} {entry.version}) has no ONNX file")
-        if len(manifest.files) > 1:
-            raise FFError(f"{module} ({entry.model} {entry.version}) keeps weights in external "
-                          "data files, which verified in-memory loading does not support yet; "
-                          f"use `ff path {module}`")
         blobs = self._context.store.blobs
-        if not blobs.has(main.digest, main.size):
+        if not all(blobs.has(file.digest, file.size) for file in manifest.files):
             sync_modules(self._context, [entry])  # a cached or local version: fetch, verified
+        # An external data file is named, in the ONNX file, relative to its directory.
+        folder = posixpath.dirname(main.path)
+        files = {file.path: blobs.read_unchecked(file.digest) for file in manifest.files}
+        external = {posixpath.relpath(file.path, folder or "."): files[file.path]
+                    for file in manifest.files if file is not main}
+
+        def check() -> None:
+            for file in manifest.files:
+                blobs.check_bytes(files[file.path], file.digest)
+
         if not deferred_check:
-            data = blobs.read(main.digest)  # digest checked on exactly these bytes
-            return LoadedModel(module, manifest.model, manifest.version, data,
-                               main.onnx["inputs"], main.onnx["outputs"])
-        data = blobs.read_unchecked(main.digest)
-        return LoadedModel(module, manifest.model, manifest.version, data, main.onnx["inputs"],
-                           main.onnx["outputs"], functools.partial(blobs.check_bytes, data,
-                                                                   main.digest))
+            check()  # digests checked on exactly the bytes handed on
+        return LoadedModel(module, manifest.model, manifest.version, files[main.path],
+                           main.onnx["inputs"], main.onnx["outputs"],
+                           check if deferred_check else None, external)

@@ -7,7 +7,7 @@ inference stack to do so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,8 +40,12 @@ class LoadedModel:
     outputs: list[dict[str, Any]]
     check: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     """Set when `data` has not been verified yet (``deferred_check``): raises unless the
-    bytes are the right ones. The runtime runs it while onnxruntime builds the session
-    from the same bytes and throws the session away unless it passes."""
+    bytes (``external`` ones too) are the right ones. The runtime runs it while
+    onnxruntime builds the session from the same bytes and throws the session away
+    unless it passes."""
+    external: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    """External data files (weights kept beside the ONNX file), keyed by the location
+    the model names them by, so onnxruntime takes them from memory, not from disk."""
 
 
 class ModelProvider(Protocol):

@@ -13,7 +13,7 @@ import functools
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from typing import Literal
 
@@ -116,13 +116,25 @@ def _preload_gpu_libraries() -> None:
             ort.preload_dlls()
 
 
-def _create(model: bytes, providers: list[str], threads: int | None) -> ort.InferenceSession:
+def _options(threads: int | None, external: Mapping[str, bytes]) -> ort.SessionOptions:
+    options = session_options(threads)
+    if external:
+        # onnxruntime copies what it needs while building the session, from these very
+        # (verified) buffers, instead of opening the files the model names.
+        names = list(external)
+        options.add_external_initializers_from_files_in_memory(
+            names, [external[name] for name in names], [len(external[name]) for name in names])
+    return options
+
+
+def _create(model: bytes, providers: list[str], threads: int | None,
+            external: Mapping[str, bytes]) -> ort.InferenceSession:
     # enable_fallback=0: onnxruntime's own fallback *prints* an "EP Error" banner to
     # stdout (not through its logger); we fall back ourselves, quietly.
     try:
         session = ort.InferenceSession(
             model,
-            sess_options=session_options(threads),
+            sess_options=_options(threads, external),
             providers=[(name, _PROVIDER_OPTIONS[name]) for name in providers],
             enable_fallback=0,
         )
@@ -139,27 +151,30 @@ def _create(model: bytes, providers: list[str], threads: int | None) -> ort.Infe
 
 
 def make_session(
-    model: bytes, preference: Preference = "auto", *, threads: int | None = None
+    model: bytes, preference: Preference = "auto", *, threads: int | None = None,
+    external: Mapping[str, bytes] | None = None,
 ) -> tuple[ort.InferenceSession, str]:
-    """Build an inference session from verified model *bytes*; return it and the
-    provider that actually runs it.
+    """Build an inference session from verified model *bytes* (and ``external`` data
+    files, by the names the model uses for them); return it and the provider that
+    actually runs it.
 
     Bytes, not a path: the store verified exactly these bytes, and re-reading a file
     would reopen the window for it to change underneath us.
     """
+    external = external or {}
     providers = candidate_providers(preference)
     if providers[0] == CPU:
-        session = _create(model, providers, threads)
+        session = _create(model, providers, threads, external)
         return session, session.get_providers()[0]
     _preload_gpu_libraries()
     try:
         with _silenced():
-            session = _create(model, providers, threads)
+            session = _create(model, providers, threads, external)
     except Exception as error:  # the GPU provider failed to initialise
         _failed.update(p for p in providers if p != CPU)
         if preference != "auto":
             raise ProviderUnavailableError(f"{providers[0]} did not initialise: {error}") from error
-        return _create(model, [CPU], threads), CPU
+        return _create(model, [CPU], threads, external), CPU
     used = session.get_providers()[0]
     if used != providers[0]:
         # Listed but not loaded (missing CUDA/cuDNN/TensorRT libraries): onnxruntime
@@ -186,7 +201,7 @@ def make_checked_session(
     what changed it since.
     """
     if loaded.check is None:
-        return make_session(loaded.data, preference, threads=threads)
+        return make_session(loaded.data, preference, threads=threads, external=loaded.external)
     started = threading.Event()
     outcome: list[BaseException | None] = []
 
@@ -203,7 +218,7 @@ def make_checked_session(
     # onnxruntime may hold the GIL while it builds the session: let the hash begin first.
     started.wait()
     try:
-        built = make_session(loaded.data, preference, threads=threads)
+        built = make_session(loaded.data, preference, threads=threads, external=loaded.external)
     except BaseException:
         worker.join()
         if outcome[0] is not None:

@@ -270,6 +270,49 @@ def test_unreadable_target_is_bad_input(published: Published, tmp_path: Path, na
 # --- refusals -------------------------------------------------------------------------
 
 
+def test_external_data_is_loaded_from_verified_memory(
+    published: Published, tmp_path: Path, astronaut: np.ndarray, grace: np.ndarray
+) -> None:
+    """A model whose weights sit in an external data file: both files are read once,
+    checked, and handed to onnxruntime from memory. Same weights, same pixels."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load_from_string(standins.face_swapper(1, 0.8))  # standin_inswapper 1.1.0
+    # onnx's default threshold: weights go out, small shape constants stay inline (as
+    # onnxruntime needs them for shape inference before external data is attached).
+    convert_model_to_external_data(model, all_tensors_to_one_file=True,
+                                   location="inswapper_128.onnx.data", size_threshold=1024)
+    split = tmp_path / "split"
+    split.mkdir()
+    onnx.save_model(model, str(split / "inswapper_128.onnx"))
+    assert (split / "inswapper_128.onnx.data").stat().st_size > 0  # the weights went out
+    published.workspace.run("publish", str(split / "inswapper_128.onnx"),
+                            str(split / "inswapper_128.onnx.data"), "--registry",
+                            str(published.registry), "--model", "standin_inswapper_split",
+                            "--version", "1.0.0", "--module", "face_swapper", "--key", "alice")
+    home = tmp_path / "home"
+    workspace = published.project(
+        tmp_path / "project", {**MODULES, "face_swapper": ("standin_inswapper_split", "==1.0.0")},
+        home=home)
+    workspace.run("sync")
+    files = tomllib.loads(workspace.lock_text)["modules"]["face_swapper"]["files"]
+    assert [file["path"] for file in files] == ["inswapper_128.onnx", "inswapper_128.onnx.data"]
+
+    with Runtime(LockedModels(context_of(published.workspace)), execution_provider="cpu") as whole:
+        expected = whole.swap_image(astronaut, grace)
+    with Runtime(LockedModels(context_of(workspace)), execution_provider="cpu") as runtime:
+        np.testing.assert_array_equal(runtime.swap_image(astronaut, grace), expected)
+
+    data = home / "blobs" / "sha256" / files[1]["digest"].split(":")[1]
+    damaged = bytearray(data.read_bytes())
+    damaged[-1] ^= 0xFF
+    data.unlink()  # the store may share the inode with the registry: damage only this copy
+    data.write_bytes(damaged)
+    with pytest.raises(VerificationError, match="corrupt"):
+        Runtime(LockedModels(context_of(workspace)), execution_provider="cpu")
+
+
 def test_tampered_store_blob_is_refused_before_any_session(
     published: Published, tmp_path: Path, counted_sessions: list[int]
 ) -> None:
