@@ -3,8 +3,8 @@ a trusted key, unexpired and not older than one seen before, and a manifest only
 when it matches its digest and carries a trusted signature. Verified manifests are
 kept in the local store."""
 
+import threading
 from collections.abc import Callable
-from functools import cached_property
 
 from ffstore.errors import FFError, VerificationError
 from ffstore.index import Index, parse_index, verify_index
@@ -24,25 +24,37 @@ class Catalog:
         self._open_registry = open_registry
         self._trusted = trusted
         self._store = store
+        # Sync asks for several manifests and blobs at once: one registry and one
+        # index check per catalog, whichever thread comes first.
+        self._lock = threading.RLock()
+        self._registry: Registry | None = None
+        self._index: tuple[Index, frozenset[str]] | None = None
 
-    @cached_property
+    @property
     def registry(self) -> Registry:
-        return self._open_registry()
+        with self._lock:
+            if self._registry is None:
+                self._registry = self._open_registry()
+            return self._registry
 
     @property
     def where(self) -> str:
         return f"index of registry {self.config.name!r} ({self.config.location})"
 
-    @cached_property
+    @property
     def _verified(self) -> tuple[Index, frozenset[str]]:
-        index = parse_index(self.registry.read_index(), self.where)
-        # Keyed by where the bytes really come from (a resolved directory, a URL), not
-        # by the toml's spelling: two projects saying "models/registry" differ.
-        location = self.registry.location
-        keys = verify_index(index, self._trusted, self.where,
-                            min_version=self._store.seen_index_version(location))
-        self._store.remember_index_version(location, index.version)
-        return index, keys
+        with self._lock:
+            if self._index is None:
+                index = parse_index(self.registry.read_index(), self.where)
+                # Keyed by where the bytes really come from (a resolved directory, a
+                # URL), not by the toml's spelling: two projects saying
+                # "models/registry" differ.
+                location = self.registry.location
+                keys = verify_index(index, self._trusted, self.where,
+                                    min_version=self._store.seen_index_version(location))
+                self._store.remember_index_version(location, index.version)
+                self._index = index, keys
+            return self._index
 
     @property
     def index(self) -> Index:

@@ -4,6 +4,7 @@ by a program using ff as a library."""
 
 import functools
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ class Context:
     project_root: Path | None
     _project: Project | None = None
     _catalogs: dict[str, Catalog] = field(default_factory=dict)
+    _catalog_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def setting(self, name: str) -> Any:
         return self.settings[name].value
@@ -52,6 +54,10 @@ class Context:
         return lock
 
     def catalog(self, registry_name: str) -> Catalog:
+        with self._catalog_lock:  # sync verifies manifests from several threads
+            return self._catalog(registry_name)
+
+    def _catalog(self, registry_name: str) -> Catalog:
         if registry_name not in self._catalogs:
             from ffstore.registry import TransferOptions, is_url, open_registry
 

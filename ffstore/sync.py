@@ -46,12 +46,22 @@ def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
     return manifest
 
 
+def _verified_manifests(context: Context, entries: list[LockedModule]) -> list[Manifest]:
+    """The entries' manifests; those the store lacks are fetched at once, as each is a
+    round trip or two (manifest, signatures) to a registry that may be far away."""
+    if all(context.store.has_manifest(entry.manifest) for entry in entries):
+        return [verified_manifest(context, entry) for entry in entries]
+    with ThreadPoolExecutor(max_workers=context.setting("jobs")) as pool:
+        return list(pool.map(lambda entry: verified_manifest(context, entry), entries))
+
+
 def sync_modules(context: Context, entries: Iterable[LockedModule],
                  progress: Transfer | None = None) -> tuple[int, int, int]:
     """Fetch what is missing for `entries`; returns (files fetched, bytes fetched,
     bytes in total). Any failure leaves the store as it was, minus nothing."""
     store = context.store
-    manifests = [(entry, verified_manifest(context, entry)) for entry in entries]
+    entries = list(entries)
+    manifests = list(zip(entries, _verified_manifests(context, entries), strict=True))
     missing: dict[str, tuple[LockedModule, int]] = {}
     total = 0
     for entry, manifest in manifests:
