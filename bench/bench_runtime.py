@@ -8,9 +8,10 @@ verified load), each figure against a reference measured in the same run.
            on the same store file with the same SessionOptions (target <= 1.15x), plus
            the check-then-build sequence and the parts: read, sha256, session-from-bytes
   pipeline frames per second of `Runtime.swap_video` on a generated 720p MJPG clip with
-           two faces per frame, on CPU, and the share of wall time spent outside
-           `InferenceSession.run` (target < 20 %), with and without the enhancer;
-           `--profile` adds a cProfile of the frame loop
+           two faces per frame, on CPU, and the share of wall time in which no
+           `InferenceSession.run` is in progress on any frame worker (target < 20 %),
+           with and without the enhancer; `--workers N` sets the frame workers
+           (default: the Runtime's), `--profile` adds a cProfile of the frame loop
   switch   RSS across 50 hot switches of a padded swapper between two locked
            versions: baseline, peak (kernel high-water mark) and final
 
@@ -19,6 +20,7 @@ another's RSS or timings. Usage:
 
   python bench/bench_runtime.py [--load-mib 100] [--switch-mib 64] [--frames 60]
                                 [--switches 50] [--repeat 7] [--profile] [--dir DIR]
+                                [--workers N] [--parts load pipeline switch]
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ class ActiveModel:
 FRAME_WORKERS = 3
 """Video frames in work at once by default (FaceFusion's execution threads). One
 frame's alignment, warps and paste-back then run while another's is inside a model,
-so the cores (or the GPU) idle less: on 2 CPU cores, 1 → 3 workers took the 720p
-benchmark from 40 to 44 fps (26 to 32 with the enhancer); more only contend."""
+so a GPU (or idle cores) need not wait for them: on 2 busy CPU cores the wall time
+with no model running fell from about a third to an eighth, at about the same frame
+rate (bench/RESULTS.md); more workers only contend for the same cores."""
 
 
 def _return_freed_memory() -> None:
