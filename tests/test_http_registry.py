@@ -8,6 +8,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -225,6 +226,23 @@ def test_dropped_connection_resumes_and_fetches_each_byte_once(served: Served) -
     assert served.server.ranges == [None, f"bytes={SIZE // 2}-"]
     assert served.server.sent == SIZE
     assert not served.part.exists()
+
+
+def test_httpx_own_transport_resumes_and_verifies_too(served: Served,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a proxy httpx's own transport carries the bytes (its chunks copied into
+    the store's buffers): the same resume, once-only transfer and verification."""
+    monkeypatch.setattr("ffstore.registry.http.direct_transport", lambda: None)
+    served.server.modes = ["drop", "normal"]
+    served.ws.run("sync")
+    assert served.blob.read_bytes() == MODEL.read_bytes()
+    assert served.server.ranges == [None, f"bytes={SIZE // 2}-"]
+    assert served.server.sent == SIZE
+    shutil.rmtree(served.ws.home / "blobs")
+    served.server.modes = ["wrong"]
+    result = served.ws.run("sync", expect=1)
+    assert "the server sent wrong bytes" in result.err
+    assert not served.blob.exists()
 
 
 def test_leftover_partial_files_are_verified_not_trusted(served: Served) -> None:
