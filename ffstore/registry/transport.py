@@ -161,7 +161,7 @@ class _Body(httpx.SyncByteStream):
         self._request = request
         self._complete = False
 
-    def readinto(self, buffer: memoryview) -> int:
+    def readinto(self, buffer: memoryview | bytearray) -> int:
         with _mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
             count = self._response.readinto(buffer)
         if not count and buffer:
@@ -173,7 +173,7 @@ class _Body(httpx.SyncByteStream):
         return count
 
     def __iter__(self) -> Iterator[bytes]:
-        while count := self.readinto(memoryview(buffer := bytearray(READ_SIZE))):
+        while count := self.readinto(buffer := bytearray(READ_SIZE)):
             del buffer[count:]
             yield buffer
 
