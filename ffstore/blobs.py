@@ -51,8 +51,9 @@ class HashingWriter:
         self.size = handle.tell() if resume else 0
         self._error: BaseException | None = None
         # A buffer is free again once the hasher is past it: QUEUE_DEPTH queued, one
-        # being hashed, one being read into.
-        self._ring = [memoryview(bytearray(CHUNK)) for _ in range(QUEUE_DEPTH + 2)]
+        # being hashed, one being read into. Made on first use, so a small file
+        # costs one buffer, not the whole ring.
+        self._ring: list[memoryview] = []
         self._pending: queue.Queue[memoryview | None] = queue.Queue(maxsize=QUEUE_DEPTH)
         self._hasher = threading.Thread(target=self._hash_pending, daemon=True)
         self._hasher.start()
@@ -71,6 +72,8 @@ class HashingWriter:
         without the store taking the excess."""
         try:
             for turn in itertools.count():
+                if turn < QUEUE_DEPTH + 2:
+                    self._ring.append(memoryview(bytearray(CHUNK)))
                 buffer = self._ring[turn % len(self._ring)]
                 if self._limit is not None:
                     buffer = buffer[:max(1, min(CHUNK, self._limit - self.size + 1))]
