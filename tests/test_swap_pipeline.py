@@ -344,6 +344,37 @@ def test_switching_while_frames_run_in_other_threads(
     assert errors == []
 
 
+def test_switch_during_a_video_takes_effect_between_frames(
+    catalog: dict[str, dict[str, Path]], astronaut: np.ndarray, grace: np.ndarray,
+    tmp_path: Path
+) -> None:
+    """With several frames in work, a switch mid-video changes later frames and no
+    frame mixes models: each output frame is what one version alone writes."""
+    target = pan_video(tmp_path / "pan.avi", astronaut, frames=16)
+    with Runtime(FileModelProvider(catalog), execution_provider="cpu") as runtime:
+        runtime.swap_video(grace, target, tmp_path / "old.avi", workers=3)
+        runtime.switch("face_swapper", "1.1.0")
+        runtime.swap_video(grace, target, tmp_path / "new.avi", workers=3)
+        runtime.switch("face_swapper", "1.0.0")
+
+        def switch_midway(done: int, _total: int | None) -> None:
+            if done == 6:
+                runtime.switch("face_swapper", "1.1.0")
+
+        runtime.swap_video(grace, target, tmp_path / "mixed.avi", workers=3,
+                           progress=switch_midway)
+    old, new, mixed = (_frames(tmp_path / f"{name}.avi") for name in ("old", "new", "mixed"))
+    versions = []
+    for index, frame in enumerate(mixed):
+        if np.array_equal(frame, old[index]):
+            versions.append("1.0.0")
+        else:
+            assert np.array_equal(frame, new[index]), f"frame {index} mixes models"
+            versions.append("1.1.0")
+    assert versions[:6] == ["1.0.0"] * 6 and versions[-1] == "1.1.0"
+    assert versions == sorted(versions), "once switched, later frames stay switched"
+
+
 def test_failed_switch_keeps_the_current_model(catalog: dict[str, dict[str, Path]], tmp_path: Path) -> None:
     wrong = {
         **catalog,
