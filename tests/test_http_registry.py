@@ -386,6 +386,20 @@ def test_local_registry_commands_never_import_httpx(workspace: Workspace) -> Non
     assert result.stdout.strip().endswith("[0, 0, 0] False"), result.stdout + result.stderr
 
 
+def test_warm_sync_from_an_http_registry_never_opens_it(served: Served) -> None:
+    """Everything cached: the registry is not contacted, and httpx not even imported."""
+    served.ws.run("sync")
+    requests = len(served.server.ranges)
+    program = ("import sys; from ffstore.cli import main; "
+               "codes = [main(['sync']), main(['rollback', '--help'])]; "
+               "print(codes, 'httpx' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", program], cwd=served.ws.project,
+                            env={**os.environ, "FF_HOME": str(served.ws.home)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().endswith("[0, 0] False"), result.stdout + result.stderr
+    assert len(served.server.ranges) == requests
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
