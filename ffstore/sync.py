@@ -47,10 +47,8 @@ def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
 
 
 def _verified_manifests(context: Context, entries: list[LockedModule]) -> list[Manifest]:
-    """The entries' manifests; those the store lacks are fetched at once, as each is a
-    round trip or two (manifest, signatures) to a registry that may be far away."""
-    if all(context.store.has_manifest(entry.manifest) for entry in entries):
-        return [verified_manifest(context, entry) for entry in entries]
+    """The entries' manifests, checked at once: one the store lacks is a round trip or
+    two (manifest, signatures) to a registry that may be far away."""
     with ThreadPoolExecutor(max_workers=context.setting("jobs")) as pool:
         return list(pool.map(lambda entry: verified_manifest(context, entry), entries))
 
