@@ -1,4 +1,4 @@
-"""Read an ONNX model's input/output signature without onnx, onnxruntime or numpy.
+"""Read an ONNX model's signature and weights without onnx, onnxruntime or numpy.
 
 When a model is published, the store records each ONNX file's input and output
 names, shapes and dtypes in the signed manifest: that is the compatibility
@@ -33,6 +33,11 @@ Field numbers follow ``onnx.proto`` (checked against onnx 1.23):
 * TypeProto.Tensor: elem_type=1, shape=2
 * TensorShapeProto: dim=1; Dimension: dim_value=1, dim_param=2
 
+The runtime uses the same reader on model bytes it has verified: `last_initializer`
+finds inswapper's ``emap``, and `split_weights` cuts the large ``raw_data`` fields
+out of a model so onnxruntime can take the weights as views of those bytes (the
+only writing done here: the graph around them is copied field by field).
+
 This is a reader, not a validator: sub-messages it skips (nodes, weights,
 non-tensor types) are not checked, so a file it accepts may still be refused by
 onnx or onnxruntime. Conversely it is stricter than protobuf in a few places
@@ -45,11 +50,15 @@ embedded message that appears twice is merged, and int32 fields are truncated to
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypedDict
 
-__all__ = ["DTYPE_NAMES", "OnnxIO", "Tensor", "TensorSpec", "last_initializer", "read_io"]
+__all__ = [
+    "DTYPE_NAMES", "ITEM_SIZES", "InlineWeight", "OnnxIO", "Tensor", "TensorSpec", "last_initializer",
+    "read_io", "split_weights",
+]
 
 
 class TensorSpec(TypedDict):
@@ -521,55 +530,82 @@ _OTHER_STORAGE = frozenset({3, 5, 6, 7, 10, 11, 13})
 _EXTERNAL = 1
 
 
-def _parse_tensor(r: _Reader, end: int) -> Tensor | None:
-    """Parse a TensorProto; ``None`` unless its data is inline raw_data/float_data."""
-    name, data_type = "", 0
-    dims: list[int] = []
-    raw: bytes | None = None
-    floats: list[bytes] = []
-    other = False
+class _TensorFields:
+    """A TensorProto's header, and where its data lies (parsed, not read)."""
+
+    __slots__ = ("data_type", "dims", "floats", "name", "other", "raw", "raws")
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.data_type = 0
+        self.dims: list[int] = []
+        self.raw: tuple[int, int, int] | None = None
+        """The last raw_data field: (tag offset, payload offset, payload end)."""
+        self.raws = 0
+        self.floats: list[bytes] = []
+        self.other = False
+        """Data stored anywhere but raw_data/float_data (external, int64_data ...)."""
+
+
+def _parse_tensor_fields(r: _Reader, end: int) -> _TensorFields:
+    t = _TensorFields()
     while r.pos < end:
+        at = r.pos
         field_, wire = r.tag(end)
         if field_ == 1:
             if wire == _LEN:  # packed
                 sub = r.submessage(wire, end, "TensorProto.dims")
                 while r.pos < sub:
-                    dims.append(r.int64(sub))
+                    t.dims.append(r.int64(sub))
             else:
                 _expect(wire, _VARINT, "TensorProto.dims", r)
-                dims.append(r.int64(end))
+                t.dims.append(r.int64(end))
         elif field_ == 2:
             _expect(wire, _VARINT, "TensorProto.data_type", r)
-            data_type = r.int32(end)
+            t.data_type = r.int32(end)
         elif field_ == 4:
             if wire == _LEN:  # packed: already little-endian float32
                 chunk = r.blob(end)
                 if len(chunk) % 4:
                     raise _Malformed(f"packed float_data before offset {r.pos} is not whole floats")
-                floats.append(chunk)
+                t.floats.append(chunk)
             else:
                 _expect(wire, _I32, "TensorProto.float_data", r)
-                floats.append(r.take(4, end))
+                t.floats.append(r.take(4, end))
         elif field_ == 8:
             _expect(wire, _LEN, "TensorProto.name", r)
-            name = r.string(end)
+            t.name = r.string(end)
         elif field_ == 9:
             _expect(wire, _LEN, "TensorProto.raw_data", r)
-            raw = r.blob(end)
+            payload_end = r.submessage(wire, end, "TensorProto.raw_data")
+            t.raw = (at, r.pos, payload_end)
+            t.raws += 1
+            r.pos = payload_end
         elif field_ == 14:
             _expect(wire, _VARINT, "TensorProto.data_location", r)
             if r.int32(end) == _EXTERNAL:
-                other = True
+                t.other = True
         else:
-            other = other or field_ in _OTHER_STORAGE
+            t.other = t.other or field_ in _OTHER_STORAGE
             r.skip(wire, end)
     _finish(r, end, "TensorProto")
-    if other:
+    return t
+
+
+def _parse_tensor(r: _Reader, end: int) -> Tensor | None:
+    """Parse a TensorProto; ``None`` unless its data is inline raw_data/float_data."""
+    t = _parse_tensor_fields(r, end)
+    if t.other:
         return None
-    data = raw if raw is not None else b"".join(floats)
-    if raw is None and floats and data_type != 1:
-        return None  # float_data also carries complex64; keep to plain float32
-    return Tensor(name=name, dims=dims, data_type=data_type, data=data)
+    if t.raw is not None:
+        _, start, stop = t.raw
+        r.pos = start
+        data = r.take(stop - start, stop)
+    else:
+        if t.floats and t.data_type != 1:
+            return None  # float_data also carries complex64; keep to plain float32
+        data = b"".join(t.floats)
+    return Tensor(name=t.name, dims=t.dims, data_type=t.data_type, data=data)
 
 
 def _last_initializer_span(r: _Reader) -> tuple[int, int] | None:
@@ -623,6 +659,149 @@ def last_initializer(source: BinaryIO) -> Tensor | None:
         return _parse_tensor(r, span[1])
     except _Malformed as exc:
         raise ValueError(f"not a valid ONNX model: {exc}") from None
+
+
+#: Bytes per element of the real and integer TensorProto data types NumPy holds
+#: natively: the weights `split_weights` may move out of a model. Others (bfloat16,
+#: float8, 4-bit, complex, string) stay where they are.
+ITEM_SIZES: dict[int, int] = {
+    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8,
+}
+
+
+@dataclass(frozen=True)
+class InlineWeight:
+    """A dense initializer's ``raw_data``, by position in the model's bytes."""
+
+    name: str
+    data_type: int
+    dims: tuple[int, ...]
+    offset: int
+    length: int
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _len_field(number: int, parts: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """``parts`` wrapped as one length-delimited field ``number``."""
+    size = sum(len(part) for part in parts)
+    return [_varint_bytes(number << 3 | _LEN), _varint_bytes(size), *parts]
+
+
+def _external_reference(location: str) -> bytes:
+    """TensorProto fields external_data={location: ...} and data_location=EXTERNAL."""
+    entry = b"".join([*_len_field(1, [b"location"]), *_len_field(2, [location.encode()])])
+    return b"".join([*_len_field(13, [entry]), _varint_bytes(14 << 3 | _VARINT), bytes([_EXTERNAL])])
+
+
+def _movable(t: _TensorFields, minimum: int) -> InlineWeight | None:
+    """The tensor's raw_data when it can stand apart from the model as is."""
+    if t.other or t.raw is None or t.raws != 1 or t.floats or any(d < 0 for d in t.dims):
+        return None
+    _, start, stop = t.raw
+    count = 1
+    for dim in t.dims:
+        count *= dim
+    if stop - start < minimum or count * ITEM_SIZES.get(t.data_type, 0) != stop - start:
+        return None
+    return InlineWeight(t.name, t.data_type, tuple(t.dims), start, stop - start)
+
+
+def _node_inputs(r: _Reader, end: int) -> set[str]:
+    """Every name a node of this graph (not of its subgraphs) takes as input."""
+    names: set[str] = set()
+    while r.pos < end:
+        field_, wire = r.tag(end)
+        if field_ != 1:
+            r.skip(wire, end)
+            continue
+        node_end = r.submessage(wire, end, "GraphProto.node")
+        while r.pos < node_end:
+            nfield, nwire = r.tag(node_end)
+            if nfield == 1:
+                _expect(nwire, _LEN, "NodeProto.input", r)
+                names.add(r.string(node_end))
+            else:
+                r.skip(nwire, node_end)
+        _finish(r, node_end, "NodeProto")
+    return names
+
+
+def _split_graph(r: _Reader, end: int, view: memoryview, reference: bytes, minimum: int,
+                 weights: list[InlineWeight]) -> list[bytes | memoryview]:
+    # Only weights a node takes can move: onnxruntime drops unused initializers before
+    # it attaches external ones, and would then miss the name.
+    start = r.pos
+    used = _node_inputs(r, end)
+    r.pos = start
+    parts: list[bytes | memoryview] = []
+    while r.pos < end:
+        at = r.pos
+        field_, wire = r.tag(end)
+        if field_ != 5:
+            r.skip(wire, end)
+            parts.append(view[at:r.pos])
+            continue
+        sub = r.submessage(wire, end, "GraphProto.initializer")
+        body = r.pos
+        tensor = _parse_tensor_fields(r, sub)
+        weight = _movable(tensor, minimum)
+        if weight is None or tensor.raw is None or weight.name not in used:
+            parts.append(view[at:sub])
+            continue
+        weights.append(weight)
+        raw_field, _, raw_end = tensor.raw
+        parts += _len_field(5, [view[body:raw_field], view[raw_end:sub], reference])
+    _finish(r, end, "GraphProto")
+    return parts
+
+
+def split_weights(data: bytes, location: str,
+                  minimum: int = 4096) -> tuple[bytes, list[InlineWeight]]:
+    """The model with its large inline weights moved out, and where they lie in ``data``.
+
+    onnxruntime, handed a model as bytes, copies every weight three times on the
+    way to a session (into a C++ string, into the parsed protobuf, into tensors).
+    Handed the graph alone, with each weight marked as external data at
+    ``location`` and supplied as an external initializer viewing ``data``, it
+    copies each weight once, and the bytes it builds from are still exactly the
+    verified ones. Moved are the main graph's initializers of at least ``minimum``
+    bytes that one of its nodes takes and whose ``raw_data`` matches their dims and
+    a NumPy data type; everything else (small or unused tensors, subgraphs, typed
+    storage, external data) stays byte for byte.
+    ``data`` is returned as is when nothing moves.
+
+    Raises:
+        ValueError: the bytes are empty, truncated or not an ONNX ModelProto.
+    """
+    if not data:
+        raise ValueError("not a valid ONNX model: it is empty")
+    view = memoryview(data)
+    r = _Reader(io.BytesIO(data), len(data))
+    reference = _external_reference(location)
+    weights: list[InlineWeight] = []
+    parts: list[bytes | memoryview] = []
+    try:
+        while r.pos < r.size:
+            at = r.pos
+            field_, wire = r.tag(r.size)
+            if field_ == 7:
+                graph_end = r.submessage(wire, r.size, "ModelProto.graph")
+                parts += _len_field(7, _split_graph(r, graph_end, view, reference, minimum, weights))
+            else:
+                r.skip(wire, r.size)
+                parts.append(view[at:r.pos])
+        _finish(r, r.size, "ModelProto")
+    except _Malformed as exc:
+        raise ValueError(f"not a valid ONNX model: {exc}") from None
+    return (b"".join(parts), weights) if weights else (data, [])
 
 
 def read_io(path: str | os.PathLike[str]) -> OnnxIO:

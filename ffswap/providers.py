@@ -17,8 +17,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from typing import Literal
 
+import numpy as np
 import onnxruntime as ort
 
+from ffstore.onnxinfo import DTYPE_NAMES, ITEM_SIZES, InlineWeight, split_weights
 from ffswap.errors import ModelLoadError, ProviderUnavailableError
 from ffswap.model_source import LoadedModel
 
@@ -39,6 +41,10 @@ ort.set_default_logger_severity(_QUIET)
 _probe_lock = threading.Lock()
 _failed: set[str] = set()
 """GPU providers that were requested and did not load: not retried in this process."""
+
+# The external-data location of weights handed over from memory: no file has this
+# name, and onnxruntime never opens it because every such weight is supplied.
+_INLINE_WEIGHTS = "ff:inline-weights"
 
 # EXHAUSTIVE cuDNN search benchmarks algorithms per run and may pick a different one
 # next time, which breaks bit-identical output; DEFAULT is deterministic.
@@ -116,37 +122,52 @@ def _preload_gpu_libraries() -> None:
             ort.preload_dlls()
 
 
-def _options(threads: int | None, external: Mapping[str, bytes]) -> ort.SessionOptions:
-    options = session_options(threads)
-    if external:
-        # onnxruntime copies what it needs while building the session, from these very
-        # (verified) buffers, instead of opening the files the model names.
-        names = list(external)
-        options.add_external_initializers_from_files_in_memory(
-            names, [external[name] for name in names], [len(external[name]) for name in names])
-    return options
+def _external_initializer(model: bytes, weight: InlineWeight) -> ort.OrtValue:
+    """A view of one weight inside the verified model bytes (no copy: read-only)."""
+    dtype = DTYPE_NAMES[weight.data_type]
+    count = weight.length // ITEM_SIZES[weight.data_type]
+    array = np.frombuffer(model, dtype, count, weight.offset).reshape(weight.dims)
+    return ort.OrtValue.ortvalue_from_numpy(array)
 
 
 def _create(model: bytes, providers: list[str], threads: int | None,
             external: Mapping[str, bytes]) -> ort.InferenceSession:
+    options = session_options(threads)
+    try:
+        graph, weights = split_weights(model, _INLINE_WEIGHTS)
+    except ValueError as error:
+        raise ModelLoadError(f"cannot load the model: {error}") from None
+    if weights:
+        # onnxruntime copies each weight once, from views of these very (verified)
+        # bytes, instead of three times from a model handed over whole.
+        options.add_external_initializers(
+            [weight.name for weight in weights],
+            [_external_initializer(model, weight) for weight in weights])
+    if external:
+        # The same for external data files: taken from memory, not opened by name.
+        names = list(external)
+        options.add_external_initializers_from_files_in_memory(
+            names, [external[name] for name in names], [len(external[name]) for name in names])
     # enable_fallback=0: onnxruntime's own fallback *prints* an "EP Error" banner to
     # stdout (not through its logger); we fall back ourselves, quietly.
     try:
         session = ort.InferenceSession(
-            model,
-            sess_options=_options(threads, external),
+            graph,
+            sess_options=options,
             providers=[(name, _PROVIDER_OPTIONS[name]) for name in providers],
             enable_fallback=0,
         )
     except Exception as error:  # onnxruntime raises its own, unrelated exception types
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"onnxruntime cannot load the model: {reason}") from error
-    # onnxruntime keeps the model bytes for the session's lifetime, only to rebuild it on
-    # set_providers() or its own fallback, neither of which we use; holding them would
-    # double every verified model's resident memory. None is the state onnxruntime
-    # itself uses for sessions that cannot be rebuilt.
-    if getattr(session, "_model_bytes", None) is model:
+    # onnxruntime keeps the model bytes and the options for the session's lifetime, only
+    # to rebuild it on set_providers() or its own fallback, neither of which we use;
+    # holding them would keep every verified model (or the weights the options still
+    # point into) resident twice. None is the state onnxruntime itself uses for
+    # sessions that cannot be rebuilt.
+    if getattr(session, "_model_bytes", None) is graph:
         session._model_bytes = None
+        session._sess_options_initial = None
     return session
 
 
@@ -192,9 +213,9 @@ def make_checked_session(
 ) -> tuple[ort.InferenceSession, str]:
     """`make_session`, with the model's deferred digest check run alongside.
 
-    SHA-256 of a large model costs about a third of building its session; run one
+    SHA-256 of a large model takes about as long as building its session; run one
     after the other they add up. Here the hash runs in a thread (hashlib releases the
-    GIL) while onnxruntime parses the *same* bytes object, and the session is handed
+    GIL) while onnxruntime builds from the *same* bytes object, and the session is handed
     out only after the check passed, so nothing ever runs on unverified bytes. When
     both fail, the check's error wins: "corrupt" explains a parse error, not the other
     way round. The blob was verified when it entered the store; this check catches

@@ -479,3 +479,73 @@ def test_last_initializer_none_and_errors() -> None:
         last_initializer(BytesIO(data[:-1000]))
     with pytest.raises(ValueError, match="empty"):
         last_initializer(BytesIO(b""))
+
+
+# --- split_weights: the graph apart from its weights, for onnxruntime --------------------
+
+
+def _rejoined(small: bytes, data: bytes, weights: list[onnxinfo.InlineWeight]) -> onnx.ModelProto:
+    """The split model with every moved weight put back inline, as onnx reads it."""
+    model = onnx.load_from_string(small)
+    moved = {weight.name: weight for weight in weights}
+    for tensor in model.graph.initializer:
+        weight = moved.pop(tensor.name, None)
+        if weight is None:
+            continue
+        assert tensor.data_location == TensorProto.EXTERNAL
+        assert [(e.key, e.value) for e in tensor.external_data] == [("location", "ff:test")]
+        assert (weight.data_type, weight.dims) == (tensor.data_type, tuple(tensor.dims))
+        del tensor.external_data[:]
+        tensor.ClearField("data_location")
+        tensor.raw_data = data[weight.offset:weight.offset + weight.length]
+    assert not moved
+    return model
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_split_weights_of_real_models_moves_only_raw_data(path: Path) -> None:
+    data = path.read_bytes()
+    small, weights = onnxinfo.split_weights(data, "ff:test")
+    assert weights and len(small) < len(data) - sum(w.length for w in weights) + 64 * len(weights)
+    assert all(w.length >= 4096 for w in weights)
+    assert _rejoined(small, data, weights) == onnx.load_from_string(data)
+
+
+def test_split_weights_leaves_what_cannot_move() -> None:
+    rng = np.random.default_rng(1)
+    big = numpy_helper.from_array(rng.standard_normal((32, 64)).astype(np.float32), "big")
+    halves = numpy_helper.from_array(rng.standard_normal(4096).astype(np.float16), "halves")
+    small = numpy_helper.from_array(np.ones(8, np.float32), "small")
+    unused = numpy_helper.from_array(np.ones(4096, np.float32), "unused")
+    typed = helper.make_tensor("typed", TensorProto.FLOAT, [2048], np.ones(2048).tolist())
+    brain = helper.make_tensor("brain", TensorProto.BFLOAT16, [4096], np.zeros(4096, np.uint16).tobytes(),
+                               raw=True)
+    nodes = [helper.make_node("Identity", [name], [f"{name}_out"])
+             for name in ("big", "halves", "small", "typed", "brain")]
+    graph = helper.make_graph(
+        nodes, "g", [], [helper.make_tensor_value_info(f"{n}_out", TensorProto.FLOAT, None)
+                         for n in ("big", "halves", "small", "typed", "brain")],
+        initializer=[big, halves, small, unused, typed, brain])
+    data = helper.make_model(graph).SerializeToString()
+    split, weights = onnxinfo.split_weights(data, "ff:test")
+    assert [w.name for w in weights] == ["big", "halves"]
+    assert _rejoined(split, data, weights) == onnx.load_from_string(data)
+    # Repeated graph fields merge: each is split on its own and still merges the same.
+    extra = onnx.ModelProto()
+    extra.graph.initializer.append(numpy_helper.from_array(np.ones(2048, np.int32), "late"))
+    extra.graph.node.append(helper.make_node("Identity", ["late"], ["late_out"]))
+    data = data + extra.SerializeToString()
+    split, weights = onnxinfo.split_weights(data, "ff:test")
+    assert [w.name for w in weights] == ["big", "halves", "late"]
+    assert _rejoined(split, data, weights) == onnx.load_from_string(data)
+
+
+def test_split_weights_without_weights_and_errors() -> None:
+    data = helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString()
+    split, weights = onnxinfo.split_weights(data, "ff:test")
+    assert split is data and weights == []
+    full = standins.face_swapper(emap=True)
+    with pytest.raises(ValueError, match="not a valid ONNX model"):
+        onnxinfo.split_weights(full[:-1000], "ff:test")
+    with pytest.raises(ValueError, match="empty"):
+        onnxinfo.split_weights(b"", "ff:test")

@@ -40,6 +40,7 @@ from tests.conftest import Result, Workspace
 from tests.swap_fixtures import (
     ASTRONAUT,
     GRACE_HOPPER,
+    ULFD,
     YUNET,
     pan_video,
     read_test_image,
@@ -495,3 +496,23 @@ def test_onnxruntime_refusing_a_model_is_a_swap_error() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     with pytest.raises(ModelLoadError, match="onnxruntime cannot load the model"):
         make_session(model.SerializeToString(), "cpu")
+
+
+@pytest.mark.parametrize("path", [YUNET, *ULFD.values()], ids=lambda p: p.name)
+def test_a_session_from_verified_bytes_computes_exactly_what_one_from_the_file_does(
+        path: Path, grace: np.ndarray) -> None:
+    """make_session hands the weights over as views of the verified bytes (one copy in
+    onnxruntime, not three); the session must be the one onnxruntime builds itself."""
+    from ffswap.providers import CPU, session_options
+
+    data = path.read_bytes()
+    session, _ = make_session(data, "cpu")
+    reference = ort.InferenceSession(str(path), sess_options=session_options(), providers=[CPU])
+    (feed,) = reference.get_inputs()
+    height, width = (256, 320) if isinstance(feed.shape[2], str) else feed.shape[2:]
+    image = cv2.resize(grace, (width, height)).transpose(2, 0, 1)[None].astype(np.float32)
+    got = session.run(None, {feed.name: image})
+    want = reference.run(None, {feed.name: image})
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    # Neither the model's bytes nor views of them stay with the session.
+    assert session._model_bytes is None and session._sess_options_initial is None
