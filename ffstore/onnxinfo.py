@@ -50,8 +50,9 @@ embedded message that appears twice is merged, and int32 fields are truncated to
 
 from __future__ import annotations
 
-import io
+import mmap
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypedDict
 
@@ -159,15 +160,34 @@ class _Malformed(Exception):
     """Internal: the bytes are not a well-formed ModelProto; read_io adds the file name."""
 
 
-class _Reader:
-    """Random-access protobuf reader over a file, with a small read-ahead window.
+def _file_at(f: BinaryIO) -> Callable[[int, int], bytes]:
+    """Up to ``n`` bytes of the file from ``pos``."""
 
-    It keeps one window of at most a few KiB; skipping a field only moves
-    ``pos``, so skipped bytes are never read.
+    def read_at(pos: int, n: int) -> bytes:
+        f.seek(pos)
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            part = f.read(n - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
+
+    return read_at
+
+
+class _Reader:
+    """Random-access protobuf reader with a small read-ahead window.
+
+    It keeps one window of at most a few KiB, taken with ``read_at(pos, n)`` (a
+    file's, or a slice of a model in memory); skipping a field only moves ``pos``,
+    so skipped bytes are never read.
     """
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self._f = f
+    def __init__(self, read_at: Callable[[int, int], bytes], size: int) -> None:
+        self._read_at = read_at
         self.size = size
         self.pos = 0
         self._buf = b""
@@ -178,20 +198,11 @@ class _Reader:
         n = min(n, self.size - pos)
         if self._bstart <= pos and pos + n <= self._bstart + len(self._buf):
             return
-        want = min(max(n, _CHUNK), self.size - pos)
-        self._f.seek(pos)
-        parts: list[bytes] = []
-        got = 0
-        while got < want:
-            part = self._f.read(want - got)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-        if got < n:
+        window = self._read_at(pos, min(max(n, _CHUNK), self.size - pos))
+        if len(window) < n:
             # The file shrank under us after we took its size.
-            raise _Malformed(f"file ends at offset {pos + got} while reading")
-        self._buf = b"".join(parts)
+            raise _Malformed(f"file ends at offset {pos + len(window)} while reading")
+        self._buf = window
         self._bstart = pos
 
     def varint(self, end: int) -> int:
@@ -635,22 +646,25 @@ def _last_initializer_span(r: _Reader) -> tuple[int, int] | None:
     return span
 
 
-def last_initializer(source: BinaryIO) -> Tensor | None:
+def _memory_reader(data: bytes | mmap.mmap) -> _Reader:
+    """A reader over a model held in memory (an mmap is already a seekable file)."""
+    if not data:
+        raise ValueError("not a valid ONNX model: it is empty")
+    return _Reader(lambda pos, n: data[pos:pos + n], len(data))
+
+
+def last_initializer(data: bytes | mmap.mmap) -> Tensor | None:
     """The ONNX model's last dense initializer (``graph.initializer[-1]``).
 
-    ``source`` is a seekable binary file holding the whole model, e.g.
-    ``io.BytesIO(data)`` for bytes already in memory. Only that tensor's bytes are
-    read; everything else is skipped. Returns ``None`` when the graph has no
-    initializer or when the last one's data is not stored inline as ``raw_data``
-    or float32 ``float_data`` (external data, int64_data, string_data ...).
+    ``data`` is the whole model, in memory. Only that tensor's bytes are read;
+    everything else is skipped. Returns ``None`` when the graph has no initializer
+    or when the last one's data is not stored inline as ``raw_data`` or float32
+    ``float_data`` (external data, int64_data, string_data ...).
 
     Raises:
         ValueError: the bytes are empty, truncated or not an ONNX ModelProto.
     """
-    size = source.seek(0, os.SEEK_END)
-    if size == 0:
-        raise ValueError("not a valid ONNX model: it is empty")
-    r = _Reader(source, size)
+    r = _memory_reader(data)
     try:
         span = _last_initializer_span(r)
         if span is None:
@@ -763,7 +777,7 @@ def _split_graph(r: _Reader, end: int, view: memoryview, reference: bytes, minim
     return parts
 
 
-def split_weights(data: bytes, location: str,
+def split_weights(data: bytes | mmap.mmap, location: str,
                   minimum: int = 4096) -> tuple[bytes, list[InlineWeight]]:
     """The model with its large inline weights moved out, and where they lie in ``data``.
 
@@ -776,15 +790,13 @@ def split_weights(data: bytes, location: str,
     bytes that one of its nodes takes and whose ``raw_data`` matches their dims and
     a NumPy data type; everything else (small or unused tensors, subgraphs, typed
     storage, external data) stays byte for byte.
-    ``data`` is returned as is when nothing moves.
+    ``data`` is returned as is when it is ``bytes`` and nothing moves.
 
     Raises:
         ValueError: the bytes are empty, truncated or not an ONNX ModelProto.
     """
-    if not data:
-        raise ValueError("not a valid ONNX model: it is empty")
+    r = _memory_reader(data)
     view = memoryview(data)
-    r = _Reader(io.BytesIO(data), len(data))
     reference = _external_reference(location)
     weights: list[InlineWeight] = []
     parts: list[bytes | memoryview] = []
@@ -801,7 +813,9 @@ def split_weights(data: bytes, location: str,
         _finish(r, r.size, "ModelProto")
     except _Malformed as exc:
         raise ValueError(f"not a valid ONNX model: {exc}") from None
-    return (b"".join(parts), weights) if weights else (data, [])
+    if not weights and isinstance(data, bytes):
+        return data, []
+    return b"".join(parts), weights
 
 
 def read_io(path: str | os.PathLike[str]) -> OnnxIO:
@@ -821,6 +835,6 @@ def read_io(path: str | os.PathLike[str]) -> OnnxIO:
         if size == 0:
             raise ValueError(f"{shown} is not a valid ONNX model: the file is empty")
         try:
-            return _parse_model(_Reader(f, size))
+            return _parse_model(_Reader(_file_at(f), size))
         except _Malformed as exc:
             raise ValueError(f"{shown} is not a valid ONNX model: {exc}") from None

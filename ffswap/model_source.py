@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ffstore.blobs import Contents
+
 FACE_DETECTOR = "face_detector"
 FACE_RECOGNIZER = "face_recognizer"
 FACE_SWAPPER = "face_swapper"
@@ -35,7 +37,7 @@ class LoadedModel:
     module: str
     model: str
     version: str
-    data: bytes = field(repr=False)
+    data: Contents = field(repr=False)
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     check: Callable[[], None] | None = field(default=None, repr=False, compare=False)
@@ -43,7 +45,7 @@ class LoadedModel:
     bytes (``external`` ones too) are the right ones. The runtime runs it while
     onnxruntime builds the session from the same bytes and throws the session away
     unless it passes."""
-    external: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    external: Mapping[str, Contents] = field(default_factory=dict, repr=False, compare=False)
     """External data files (weights kept beside the ONNX file), keyed by the location
     the model names them by, so onnxruntime takes them from memory, not from disk."""
 

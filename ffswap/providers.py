@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
+from ffstore.blobs import Contents
 from ffstore.onnxinfo import DTYPE_NAMES, ITEM_SIZES, InlineWeight, split_weights
 from ffswap.errors import ModelLoadError, ProviderUnavailableError
 from ffswap.model_source import LoadedModel
@@ -122,7 +123,7 @@ def _preload_gpu_libraries() -> None:
             ort.preload_dlls()
 
 
-def _external_initializer(model: bytes, weight: InlineWeight) -> ort.OrtValue:
+def _external_initializer(model: Contents, weight: InlineWeight) -> ort.OrtValue:
     """A view of one weight inside the verified model bytes (no copy: read-only)."""
     dtype = DTYPE_NAMES[weight.data_type]
     count = weight.length // ITEM_SIZES[weight.data_type]
@@ -130,8 +131,8 @@ def _external_initializer(model: bytes, weight: InlineWeight) -> ort.OrtValue:
     return ort.OrtValue.ortvalue_from_numpy(array)
 
 
-def _create(model: bytes, providers: list[str], threads: int | None,
-            external: Mapping[str, bytes]) -> ort.InferenceSession:
+def _create(model: Contents, providers: list[str], threads: int | None,
+            external: Mapping[str, Contents]) -> ort.InferenceSession:
     options = session_options(threads)
     try:
         graph, weights = split_weights(model, _INLINE_WEIGHTS)
@@ -172,8 +173,8 @@ def _create(model: bytes, providers: list[str], threads: int | None,
 
 
 def make_session(
-    model: bytes, preference: Preference = "auto", *, threads: int | None = None,
-    external: Mapping[str, bytes] | None = None,
+    model: Contents, preference: Preference = "auto", *, threads: int | None = None,
+    external: Mapping[str, Contents] | None = None,
 ) -> tuple[ort.InferenceSession, str]:
     """Build an inference session from verified model *bytes* (and ``external`` data
     files, by the names the model uses for them); return it and the provider that

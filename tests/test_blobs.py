@@ -21,7 +21,26 @@ def test_same_bytes_are_stored_once_and_read_only(tmp_path: Path, size: int) -> 
     assert first.added and not again.added and again.digest == first.digest
     assert store.path(first.digest).stat().st_ino == inode  # not rewritten
     assert not stat.S_IMODE(store.path(first.digest).stat().st_mode) & 0o222
-    assert store.read(first.digest) == source.read_bytes()
+    assert bytes(store.read(first.digest)) == source.read_bytes()
+
+
+def test_a_blob_read_whole_is_private_memory(tmp_path: Path) -> None:
+    """What `read_unchecked` returns is checked and handed on later (to onnxruntime):
+    a change to the file after the read must not reach it."""
+    source = tmp_path / "model.bin"
+    source.write_bytes(os.urandom(3 * CHUNK + 5))
+    store = BlobStore(tmp_path / "store")
+    digest = store.ingest_file(source).digest
+    data = store.read_unchecked(digest)
+    blob = store.path(digest)
+    blob.chmod(0o644)
+    with open(blob, "r+b") as handle:  # in place, as a misbehaving process could
+        handle.seek(CHUNK)
+        handle.write(b"\0" * 4096)
+    store.check_bytes(data, digest)
+    assert bytes(data) == source.read_bytes()
+    with pytest.raises(VerificationError, match="corrupt"):
+        store.read(digest)
 
 
 def test_wrong_bytes_never_become_visible(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -424,7 +423,7 @@ def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
 
 def _assert_last_initializer_matches(data: bytes) -> None:
     want = onnx.load_from_string(data).graph.initializer[-1]
-    got = last_initializer(BytesIO(data))
+    got = last_initializer(data)
     assert got is not None
     assert (got.name, got.dims, got.data_type) == (want.name, list(want.dims), want.data_type)
     assert got.data == numpy_helper.to_array(want).tobytes()
@@ -438,7 +437,7 @@ def test_last_initializer_of_real_models_matches_onnx(path: Path) -> None:
 def test_last_initializer_of_standin_swapper_is_its_emap() -> None:
     data = standins.face_swapper(variant=2, size=1_200_000, emap=True)
     _assert_last_initializer_matches(data)
-    got = last_initializer(BytesIO(data))
+    got = last_initializer(data)
     assert got is not None and got.name == "emap" and got.dims == [512, 512]
     assert np.array_equal(np.frombuffer(got.data, "<f4").reshape(512, 512), standins.face_swapper_emap(2))
 
@@ -463,22 +462,22 @@ def test_last_initializer_of_generated_models() -> None:
 
 def test_last_initializer_none_and_errors() -> None:
     empty = helper.make_model(helper.make_graph([], "g", [], []))
-    assert last_initializer(BytesIO(empty.SerializeToString())) is None
+    assert last_initializer(empty.SerializeToString()) is None
     # Non-raw storage other than float32 float_data is not read.
     typed = helper.make_tensor("typed", TensorProto.INT64, [3], [1, 2, 3])
     assert not typed.HasField("raw_data")
     model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[typed]))
-    assert last_initializer(BytesIO(model.SerializeToString())) is None
+    assert last_initializer(model.SerializeToString()) is None
     external = numpy_helper.from_array(np.zeros(4, np.float32), "external")
     onnx.external_data_helper.set_external_data(external, "side.bin")
     external.ClearField("raw_data")
     model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[external]))
-    assert last_initializer(BytesIO(model.SerializeToString())) is None
+    assert last_initializer(model.SerializeToString()) is None
     data = standins.face_swapper(emap=True)
     with pytest.raises(ValueError, match="not a valid ONNX model"):
-        last_initializer(BytesIO(data[:-1000]))
+        last_initializer(data[:-1000])
     with pytest.raises(ValueError, match="empty"):
-        last_initializer(BytesIO(b""))
+        last_initializer(b"")
 
 
 # --- split_weights: the graph apart from its weights, for onnxruntime --------------------

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ffstore.blobs import Contents
 from ffstore.onnxinfo import last_initializer
 from ffswap.align import pixel_lut, warp_blob
 from ffswap.contracts import Contract, TensorSpec
@@ -27,10 +27,10 @@ EMAP_DIMS = [512, 512]
 _FLOAT32 = 1  # TensorProto.FLOAT
 
 
-def read_emap(model: bytes) -> np.ndarray | None:
+def read_emap(model: Contents) -> np.ndarray | None:
     """The inswapper ``emap``: the model's last initializer when it is a float32
     [512, 512] matrix stored inline, else ``None`` (a model without one)."""
-    tensor = last_initializer(io.BytesIO(model))
+    tensor = last_initializer(model)
     if tensor is None or tensor.data_type != _FLOAT32 or tensor.dims != EMAP_DIMS:
         return None
     if len(tensor.data) != 512 * 512 * 4:
@@ -52,7 +52,7 @@ class InswapperSwapper:
     SIZE = 128
 
     def __init__(
-        self, session: ort.InferenceSession, *, model: bytes | None = None, mask_blur: float = 0.3
+        self, session: ort.InferenceSession, *, model: Contents | None = None, mask_blur: float = 0.3
     ) -> None:
         self._session = session
         self._emap = None if model is None else read_emap(model)
