@@ -516,3 +516,22 @@ def test_a_session_from_verified_bytes_computes_exactly_what_one_from_the_file_d
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     # Neither the model's bytes nor views of them stay with the session.
     assert session._model_bytes is None and session._sess_options_initial is None
+
+
+def test_onnxruntime_copies_the_weights_it_is_handed(grace: np.ndarray) -> None:
+    """The weights reach onnxruntime as views of the verified buffer, which the runtime
+    frees once the session exists; onnxruntime's contract for external initializers is
+    to copy them. Checked, not assumed: overwrite the buffer, the session must not
+    notice, and nothing may still hold a view of it."""
+    import mmap
+
+    raw = YUNET.read_bytes()
+    memory = mmap.mmap(-1, len(raw), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    memory[:] = raw
+    session, _ = make_session(memory, "cpu")
+    image = cv2.resize(grace, (320, 256)).transpose(2, 0, 1)[None].astype(np.float32)
+    before = session.run(None, {"input": image})
+    memory[:] = bytes(len(raw))
+    after = session.run(None, {"input": image})
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    memory.close()  # BufferError if a view were still alive
