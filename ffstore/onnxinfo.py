@@ -647,7 +647,7 @@ def _last_initializer_span(r: _Reader) -> tuple[int, int] | None:
 
 
 def _memory_reader(data: bytes | mmap.mmap) -> _Reader:
-    """A reader over a model held in memory (an mmap is already a seekable file)."""
+    """A reader over a model held in memory: it slices, so threads share no position."""
     if not data:
         raise ValueError("not a valid ONNX model: it is empty")
     return _Reader(lambda pos, n: data[pos:pos + n], len(data))

@@ -124,7 +124,8 @@ def _preload_gpu_libraries() -> None:
 
 
 def _external_initializer(model: Contents, weight: InlineWeight) -> ort.OrtValue:
-    """A view of one weight inside the verified model bytes (no copy: read-only)."""
+    """A view of one weight inside the verified model (no copy: onnxruntime makes the
+    one it keeps)."""
     dtype = DTYPE_NAMES[weight.data_type]
     count = weight.length // ITEM_SIZES[weight.data_type]
     array = np.frombuffer(model, dtype, count, weight.offset).reshape(weight.dims)
