@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -132,29 +133,44 @@ def _external_initializer(model: Contents, weight: InlineWeight) -> ort.OrtValue
     return ort.OrtValue.ortvalue_from_numpy(array)
 
 
-def _create(model: Contents, providers: list[str], threads: int | None,
-            external: Mapping[str, Contents]) -> ort.InferenceSession:
-    options = session_options(threads)
+@dataclass(frozen=True)
+class _Model:
+    """A verified model ready for onnxruntime: the graph alone, the bytes its moved
+    weights lie in, and its external data files. Split once, built on any provider."""
+
+    graph: bytes
+    data: Contents
+    weights: list[InlineWeight]
+    external: Mapping[str, Contents]
+
+
+def _prepare(model: Contents, external: Mapping[str, Contents]) -> _Model:
     try:
         graph, weights = split_weights(model, _INLINE_WEIGHTS)
     except ValueError as error:
         raise ModelLoadError(f"cannot load the model: {error}") from None
-    if weights:
+    return _Model(graph, model, weights, external)
+
+
+def _create(model: _Model, providers: list[str], threads: int | None) -> ort.InferenceSession:
+    options = session_options(threads)
+    if model.weights:
         # onnxruntime copies each weight once, from views of these very (verified)
         # bytes, instead of three times from a model handed over whole.
         options.add_external_initializers(
-            [weight.name for weight in weights],
-            [_external_initializer(model, weight) for weight in weights])
-    if external:
+            [weight.name for weight in model.weights],
+            [_external_initializer(model.data, weight) for weight in model.weights])
+    if model.external:
         # The same for external data files: taken from memory, not opened by name.
-        names = list(external)
+        names = list(model.external)
         options.add_external_initializers_from_files_in_memory(
-            names, [external[name] for name in names], [len(external[name]) for name in names])
+            names, [model.external[name] for name in names],
+            [len(model.external[name]) for name in names])
     # enable_fallback=0: onnxruntime's own fallback *prints* an "EP Error" banner to
     # stdout (not through its logger); we fall back ourselves, quietly.
     try:
         session = ort.InferenceSession(
-            graph,
+            model.graph,
             sess_options=options,
             providers=[(name, _PROVIDER_OPTIONS[name]) for name in providers],
             enable_fallback=0,
@@ -167,7 +183,7 @@ def _create(model: Contents, providers: list[str], threads: int | None,
     # holding them would keep every verified model (or the weights the options still
     # point into) resident twice. None is the state onnxruntime itself uses for
     # sessions that cannot be rebuilt.
-    if getattr(session, "_model_bytes", None) is graph:
+    if getattr(session, "_model_bytes", None) is model.graph:
         session._model_bytes = None
         session._sess_options_initial = None
     return session
@@ -183,31 +199,40 @@ def make_session(
 
     Bytes, not a path: the store verified exactly these bytes, and re-reading a file
     would reopen the window for it to change underneath us.
+
+    A GPU provider that raises is tried without (TensorRT, then CUDA, then CPU for
+    ``auto``) and skipped for the rest of the process, unless the model fails on CPU
+    too: then the model is at fault, not the provider, and its error is raised.
     """
-    external = external or {}
+    prepared = _prepare(model, external or {})
     providers = candidate_providers(preference)
-    if providers[0] == CPU:
-        session = _create(model, providers, threads, external)
+    gpus = providers[:-1]
+    if not gpus:
+        session = _create(prepared, providers, threads)
         return session, session.get_providers()[0]
     _preload_gpu_libraries()
-    try:
-        with _silenced():
-            session = _create(model, providers, threads, external)
-    except Exception as error:  # the GPU provider failed to initialise
-        _failed.update(p for p in providers if p != CPU)
-        if preference != "auto":
-            raise ProviderUnavailableError(f"{providers[0]} did not initialise: {error}") from error
-        return _create(model, [CPU], threads, external), CPU
-    used = session.get_providers()[0]
-    if used != providers[0]:
+    failure: ModelLoadError | None = None
+    for start in range(len(gpus) if preference == "auto" else 1):
+        try:
+            with _silenced():
+                session = _create(prepared, [*gpus[start:], CPU], threads)
+        except ModelLoadError as error:  # the provider did not initialise, or the model is bad
+            failure = failure or error
+            continue
+        used = session.get_providers()[0]
         # Listed but not loaded (missing CUDA/cuDNN/TensorRT libraries): onnxruntime
         # quietly dropped it. Remember, so later sessions skip the attempt.
-        _failed.update(p for p in providers if p not in session.get_providers())
-        if preference != "auto":
+        _failed.update(gpus[:start])
+        _failed.update(p for p in gpus[start:] if p not in session.get_providers())
+        if used != gpus[start] and preference != "auto":
             raise ProviderUnavailableError(
-                f"{providers[0]} is installed but did not load (missing CUDA libraries?)"
-            )
-    return session, used
+                f"{gpus[start]} is installed but did not load (missing CUDA libraries?)")
+        return session, used
+    session = _create(prepared, [CPU], threads)  # raises if the model itself is bad
+    _failed.update(gpus)
+    if preference != "auto":
+        raise ProviderUnavailableError(f"{gpus[0]} did not initialise: {failure}") from failure
+    return session, CPU
 
 
 def make_checked_session(

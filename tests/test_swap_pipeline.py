@@ -507,6 +507,52 @@ def test_gpu_that_does_not_load_falls_back_for_auto_only(
         make_session(data, "cuda")
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_a_bad_model_is_not_blamed_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model onnxruntime refuses fails on CPU too: its error is raised, and the GPU
+    stays in use for the next model (a long-running Runtime switching versions)."""
+    from onnx import TensorProto, helper
+
+    from ffswap.errors import ModelLoadError
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", CPU])
+    monkeypatch.setattr(providers, "_failed", set())
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOperator", ["x"], ["y"])], "odd",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    for preference in ("auto", "cuda"):
+        with pytest.raises(ModelLoadError, match="NoSuchOperator"):
+            make_session(model.SerializeToString(), preference)  # type: ignore[arg-type]
+    assert providers._failed == set()
+
+
+def test_a_gpu_provider_that_raises_is_skipped_for_the_next(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TensorRT raising must not send `auto` straight to CPU: CUDA is tried next."""
+    tensorrt, cuda = "TensorrtExecutionProvider", "CUDAExecutionProvider"
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [tensorrt, cuda, CPU])
+    monkeypatch.setattr(providers, "_failed", set())
+    real_create = providers._create
+    tried: list[list[str]] = []
+
+    def create(model: object, names: list[str], threads: int | None) -> ort.InferenceSession:
+        tried.append(names)
+        if names[0] == tensorrt:
+            raise providers.ModelLoadError("onnxruntime cannot load the model: TensorRT says no")
+        return real_create(model, [CPU], threads)  # type: ignore[arg-type]  # no CUDA here
+
+    monkeypatch.setattr(providers, "_create", create)
+    data = (model_dir / "recognizer.onnx").read_bytes()
+    assert make_session(data, "auto")[1] == CPU
+    assert tried == [[tensorrt, cuda, CPU], [cuda, CPU]]
+    assert providers._failed == {tensorrt, cuda}
+    with pytest.raises(ProviderUnavailableError):
+        make_session(data, "tensorrt")
+
+
 def test_standins_are_deterministic_and_padded_exactly() -> None:
     import onnx
 
