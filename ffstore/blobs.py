@@ -301,8 +301,9 @@ def _read_private(path: Path) -> Contents:
         # Private, not the default shared anonymous mapping, which Linux backs with
         # shmem: no huge pages there, and a fork would share it.
         memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux
-            memory.madvise(mmap.MADV_HUGEPAGE)
+        if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux; EINVAL where THP is compiled out
+            with contextlib.suppress(OSError):
+                memory.madvise(mmap.MADV_HUGEPAGE)
         with memoryview(memory) as view:
             done = 0
             while done < size:  # one read stops at 2 GiB
