@@ -7,10 +7,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ffstore.cli import main
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DATA = Path(__file__).parent / "data"
 MODELS = DATA / "models"
@@ -87,3 +91,26 @@ def run_ff_process(args: list[str], cwd: Path, home: Path, **kwargs: object) -> 
     env = {**os.environ, "FF_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "ffstore", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def _portrait(path: Path) -> "np.ndarray":
+    """A test portrait, read-only: one array serves the whole session."""
+    from tests.swap_fixtures import read_test_image
+
+    image = read_test_image(path)
+    image.flags.writeable = False
+    return image
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> "np.ndarray":
+    from tests.swap_fixtures import ASTRONAUT
+
+    return _portrait(ASTRONAUT)
+
+
+@pytest.fixture(scope="session")
+def grace() -> "np.ndarray":
+    from tests.swap_fixtures import GRACE_HOPPER
+
+    return _portrait(GRACE_HOPPER)

@@ -64,16 +64,6 @@ def catalog(model_dir: Path) -> dict[str, dict[str, Path]]:
     }
 
 
-@pytest.fixture(scope="session")
-def astronaut() -> np.ndarray:
-    return read_test_image(ASTRONAUT)
-
-
-@pytest.fixture(scope="session")
-def grace() -> np.ndarray:
-    return read_test_image(GRACE_HOPPER)
-
-
 @pytest.fixture(scope="module")
 def runtime(catalog: dict[str, dict[str, Path]]) -> Runtime:
     return Runtime(FileModelProvider(catalog), execution_provider="cpu")

@@ -43,7 +43,6 @@ from tests.swap_fixtures import (
     ULFD,
     YUNET,
     pan_video,
-    read_test_image,
     wrong_swapper,
 )
 
@@ -144,16 +143,6 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
     lock = tomllib.loads(workspace.lock_text)
     assert lock["modules"]["face_swapper"]["version"] == "1.1.0"
     return Published(root, home, registry, workspace, other_key)
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return read_test_image(ASTRONAUT)
-
-
-@pytest.fixture(scope="module")
-def grace() -> np.ndarray:
-    return read_test_image(GRACE_HOPPER)
 
 
 @pytest.fixture
