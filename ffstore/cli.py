@@ -50,6 +50,12 @@ def _say(ctx: click.Context, message: str) -> None:
         click.echo(message)
 
 
+def _note(ctx: click.Context, message: str) -> None:
+    """Something the user should know that is not an error, on stderr."""
+    if not ctx.find_root().params.get("quiet"):
+        click.echo(f"note: {message}", err=True)
+
+
 def _size(count: int) -> str:
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -65,7 +71,8 @@ def _size(count: int) -> str:
               help="Directory with facefusion.toml (default: search upward from here).")
 @click.option("--home", type=click.Path(file_okay=False), help="The local store (FF_HOME).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def cli(project: str | None, home: str | None, quiet: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Explain errors in full (every difference).")
+def cli(project: str | None, home: str | None, quiet: bool, verbose: bool) -> None:
     """ff: signed, locked, content-addressed face models."""
 
 
@@ -185,6 +192,8 @@ def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...],
             f" (was {before.version})")
         held = " [held]" if name in result.lock.holds else ""
         _say(ctx, f"{name}: {entry.model} {entry.version}{change}{held}")
+    for note in result.notes:
+        _note(ctx, note)
     _say(ctx, "facefusion.lock updated" if result.changed else "facefusion.lock unchanged")
 
 
@@ -237,7 +246,7 @@ def history(ctx: click.Context, module: str | None) -> None:
     """List lock generations recorded on this machine."""
     context = _context(ctx)
     if module is not None:
-        context.project.module(module)
+        module = context.project.module(module).name
     for generation in context.history.generations():
         modules = generation.lock.modules
         if module is not None:
@@ -339,12 +348,28 @@ def config(ctx: click.Context) -> None:
         click.echo(f"{name:<20} {resolved.value!s:<40} ({resolved.source}; {BY_NAME[name].help})")
 
 
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+
+
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    """`ff lock -v` means `ff -v lock`, as in uv and cargo: the flags that only
+    change what is printed are taken from anywhere before a `--`."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [arg for arg in argv[:end] if arg in GLOBAL_FLAGS]
+    return flags + [arg for arg in argv[:end] if arg not in GLOBAL_FLAGS] + argv[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising."""
+    args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    verbose = any(arg in ("-v", "--verbose") for arg in args)
     try:
-        cli.main(args=argv, prog_name="ff", standalone_mode=False)
+        cli.main(args=args, prog_name="ff", standalone_mode=False)
     except FFError as exc:
         click.echo(f"error: {exc}", err=True)
+        if exc.details and verbose:
+            for line in exc.details:
+                click.echo(f"  {line}", err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

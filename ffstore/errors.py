@@ -3,9 +3,16 @@ single `error: ...` line and the right exit code, without tracebacks."""
 
 
 class FFError(Exception):
-    """An operation failed (exit code 1): a check did not pass, a fetch failed."""
+    """An operation failed (exit code 1): a check did not pass, a fetch failed.
+
+    `details` are lines that explain the one-line message further (every tensor a
+    model lacks, say); the CLI prints them only with `-v`."""
 
     exit_code = 1
+
+    def __init__(self, message: str, details: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
 
 
 class InputError(FFError):

@@ -115,6 +115,14 @@ class Manifest:
 
         return SpecifierSet(self.requires_ff).contains(ff_version, prereleases=True)
 
+    def require_ff(self, ff_version: str) -> None:
+        """Refuse a release that says it does not work with this ff (`requires.ff`):
+        not only `ff lock` skips it, a rollback or a run refuses it too."""
+        if not self.admits_ff(ff_version):
+            raise InputError(f"{self.model} {self.version} ({self.module}) needs ff "
+                             f"{self.requires_ff}, this is ff {ff_version}; upgrade ff or choose "
+                             "another version")
+
 
 def _io_list(value: object, where: str) -> list[dict[str, Any]]:
     if not isinstance(value, list):

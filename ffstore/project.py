@@ -12,7 +12,7 @@ from ffstore.canonical import canonical_bytes
 from ffstore.digests import digest_bytes
 from ffstore.errors import InputError
 from ffstore.manifest import check_model_name, check_version_range
-from ffstore.modules import check_module_kind
+from ffstore.modules import check_module_kind, entry_name, find_entry
 
 TOML_NAME = "facefusion.toml"
 LOCK_NAME = "facefusion.lock"
@@ -27,6 +27,10 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class ModuleSpec:
+    """One model a module wants. `name` is the entry's name (see ffstore.modules):
+    the kind itself, or `KIND/MODEL` when the kind lists several models."""
+
+    name: str
     module: str
     model: str
     version: str
@@ -64,10 +68,8 @@ class Project:
         }))
 
     def module(self, name: str) -> ModuleSpec:
-        if name not in self.modules:
-            known = ", ".join(sorted(self.modules)) or "none"
-            raise InputError(f"unknown module {name!r}; modules in {TOML_NAME}: {known}")
-        return self.modules[name]
+        """The entry `name` names (an entry name, or a kind with one model)."""
+        return self.modules[find_entry(self.modules, name, TOML_NAME)]
 
 
 def find_project_root(start: Path) -> Path:
@@ -96,6 +98,34 @@ def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
+MODULE_KEYS = ("model", "version", "registry")
+REGISTRY_KEYS = ("url", "mirrors")
+
+
+def _check_keys(value: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """A misspelt key (`verison = ...`) would otherwise be ignored and the default
+    silently used instead of what the user wrote."""
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected "
+                         f"{', '.join(allowed)}")
+
+
+def _module_spec(kind: str, value: object, several: bool, registries: dict[str, RegistryConfig],
+                 where: str) -> ModuleSpec:
+    label = f"{where}: modules.{kind}" + ("[...]" if several else "")
+    if not isinstance(value, dict) or not isinstance(value.get("model"), str):
+        raise InputError(f'{label} must be {{ model = "...", version = "..." }}')
+    _check_keys(value, MODULE_KEYS, label)
+    model = check_model_name(value["model"])
+    version = value.get("version", "")
+    check_version_range(version, f"{label}.version")
+    registry = value.get("registry", "default")
+    if registry not in registries:
+        raise InputError(f"{label} uses registry {registry!r}, which is not in [registries]")
+    return ModuleSpec(entry_name(kind, model, several), kind, model, version, registry)
+
+
 def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
     known = {"registries", "trust", "modules", "settings"}
     unknown = sorted(set(doc) - known)
@@ -107,6 +137,7 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
         if isinstance(value, str):
             registries[name] = RegistryConfig(name, value)
         elif isinstance(value, dict) and isinstance(value.get("url"), str):
+            _check_keys(value, REGISTRY_KEYS, f"{where}: registries.{name}")
             mirrors = value.get("mirrors", [])
             if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
                 raise InputError(f"{where}: registries.{name}.mirrors must be a list of URLs")
@@ -114,20 +145,21 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
         else:
             raise InputError(f"{where}: registries.{name} must be a path, a URL, or "
                              "{ url = ..., mirrors = [...] }")
-    keys = _table(doc, "trust", where).get("keys", [])
+    trust = _table(doc, "trust", where)
+    _check_keys(trust, ("keys",), f"{where}: [trust]")
+    keys = trust.get("keys", [])
     if not isinstance(keys, list):
         raise InputError(f"{where}: [trust] keys must be a list of key ids")
     trusted = frozenset(signing.check_key_id(key, f"{where}: [trust] keys") for key in keys)
     modules: dict[str, ModuleSpec] = {}
-    for name, value in _table(doc, "modules", where).items():
-        check_module_kind(name, f"{where}: [modules]")
-        if not isinstance(value, dict) or not isinstance(value.get("model"), str):
-            raise InputError(f'{where}: modules.{name} must be {{ model = "...", version = "..." }}')
-        version = value.get("version", "")
-        check_version_range(version, f"{where}: modules.{name}.version")
-        registry = value.get("registry", "default")
-        if registry not in registries:
-            raise InputError(f"{where}: modules.{name} uses registry {registry!r}, which is not "
-                             "in [registries]")
-        modules[name] = ModuleSpec(name, check_model_name(value["model"]), version, registry)
+    for kind, value in _table(doc, "modules", where).items():
+        check_module_kind(kind, f"{where}: [modules]")
+        several = isinstance(value, list)
+        if several and not value:
+            raise InputError(f"{where}: modules.{kind} is an empty list; remove it or list models")
+        for item in value if several else [value]:
+            spec = _module_spec(kind, item, several, registries, where)
+            if spec.name in modules:
+                raise InputError(f"{where}: modules.{kind} lists {spec.model} twice")
+            modules[spec.name] = spec
     return Project(root, registries, trusted, modules, _table(doc, "settings", where))

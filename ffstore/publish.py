@@ -5,8 +5,9 @@ then the index last. A publish killed at any point leaves the previous index, so
 readers never see a version whose files are not all there."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ffstore import fsutil
 from ffstore.blobs import BlobStore
@@ -17,6 +18,7 @@ from ffstore.manifest import (
     Manifest,
     check_model_name,
     check_relative_path,
+    check_version_range,
     find_version,
     normalize_version,
     parse_signatures,
@@ -69,58 +71,127 @@ def _read_index(root: Path) -> Index:
     return parse_index(data, str(path))
 
 
+@dataclass(frozen=True)
+class Release:
+    """One model version to publish: its files and what they are."""
+
+    files: tuple[Path, ...]
+    model: str
+    version: str
+    module: str
+    requires_ff: str = DEFAULT_REQUIRES_FF
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    release: Release
+    named: list[tuple[Path, str]]
+    onnx: list[dict[str, Any] | None]
+
+
+def _prepare(release: Release) -> _Prepared:
+    """Every check that needs no registry: names, version, kind, paths, ONNX I/O."""
+    from ffstore.onnxinfo import read_io
+
+    check_model_name(release.model)
+    check_module_kind(release.module, "--module")
+    check_version_range(release.requires_ff, "--requires-ff")
+    if not release.files:
+        raise InputError("nothing to publish: name at least one file")
+    named = _relative_paths(list(release.files))
+    onnx: list[dict[str, Any] | None] = []
+    for source, relative in named:
+        if not relative.endswith(".onnx"):
+            onnx.append(None)
+            continue
+        try:
+            io = read_io(source)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        onnx.append({"inputs": io.inputs, "outputs": io.outputs})
+    return _Prepared(replace(release, version=normalize_version(release.version)), named, onnx)
+
+
 def publish(registry_root: Path, files: list[Path], model: str, version: str, module: str,
             key: SigningKey, requires_ff: str = DEFAULT_REQUIRES_FF,
             expiry_days: int = 365) -> PublishResult:
     """Add a signed model version to a registry directory. Publishing the same bytes
     again stores nothing; with another key it adds that key's signature."""
-    from ffstore.onnxinfo import read_io
+    release = Release(tuple(files), model, version, module, requires_ff)
+    return publish_releases(registry_root, [release], key, expiry_days)[0]
 
-    check_model_name(model)
-    version = normalize_version(version)
-    check_module_kind(module, "--module")
-    if not files:
-        raise InputError("nothing to publish: name at least one file")
-    named = _relative_paths(files)
+
+def publish_releases(registry_root: Path, releases: list[Release], key: SigningKey,
+                     expiry_days: int = 365) -> list[PublishResult]:
+    """Publish several versions as one change: all of them, or (on any refusal)
+    none, with nothing left behind; the index is signed once at the end."""
+    prepared = [_prepare(release) for release in releases]
+    seen: set[tuple[str, str]] = set()
+    for item in prepared:
+        label = (item.release.model, item.release.version)
+        if label in seen:
+            raise InputError(f"{label[0]} {label[1]} is named twice in one publish")
+        seen.add(label)
     with fsutil.file_lock(registry_root / ".ff-publish.lock"):
         index = _read_index(registry_root)
+        if any(find_version(index.models.get(p.release.model, {}), p.release.version) is None
+               for p in prepared):
+            _check_may_sign_index(registry_root, index, key)
         blobs = BlobStore(registry_root)
         blobs.sweep()  # what killed publishes left behind
-        entries = []
-        added = 0
-        for source, relative in named:
-            onnx = None
-            if relative.endswith(".onnx"):
-                try:
-                    io = read_io(source)
-                except ValueError as exc:
-                    raise InputError(str(exc)) from None
-                onnx = {"inputs": io.inputs, "outputs": io.outputs}
-            stored = blobs.ingest_file(source)
-            added += stored.size if stored.added else 0
-            entries.append(FileEntry(relative, stored.digest, stored.size, onnx))
-        manifest = Manifest(model, version, module, tuple(entries), requires_ff)
-        digest = manifest.digest
-        published = find_version(index.models.get(model, {}), version)
-        existing = index.models[model][published] if published else None
-        if existing is not None and existing.manifest != digest:
-            raise FFError(f"{model} {published} is already published with other content (manifest "
-                          f"{existing.manifest}); versions are immutable, publish a new version")
-        manifest_path = registry_root / layout.manifest(digest)
-        if not manifest_path.exists():
-            fsutil.atomic_write(manifest_path, manifest.canonical(), mode=0o444)
-        signature_path = registry_root / layout.signatures(digest)
-        signatures = parse_signatures(signature_path.read_bytes() if signature_path.exists()
-                                      else None, str(signature_path))
-        new_signature = key.key_id not in signatures
-        if new_signature:
-            signatures[key.key_id] = sign_manifest(key, digest)
-            fsutil.atomic_write(signature_path, signature_document(signatures), mode=0o644)
-        if existing is None:
-            _check_may_sign_index(registry_root, index, key)
-            index.models.setdefault(model, {})[version] = VersionEntry(digest, module)
+        added: list[str] = []
+        try:
+            manifests = [_ingest(blobs, item, added) for item in prepared]
+            existing = [_existing(index, manifest) for manifest in manifests]
+        except BaseException:
+            for digest in added:  # nothing refers to them: the refusal leaves no trace
+                blobs.remove(digest)
+            raise
+        results = []
+        for manifest, entry in zip(manifests, existing, strict=True):
+            digest = manifest.digest
+            manifest_path = registry_root / layout.manifest(digest)
+            if not manifest_path.exists():
+                fsutil.atomic_write(manifest_path, manifest.canonical(), mode=0o444)
+            signature_path = registry_root / layout.signatures(digest)
+            signatures = parse_signatures(signature_path.read_bytes() if signature_path.exists()
+                                          else None, str(signature_path))
+            new_signature = key.key_id not in signatures
+            if new_signature:
+                signatures[key.key_id] = sign_manifest(key, digest)
+                fsutil.atomic_write(signature_path, signature_document(signatures), mode=0o644)
+            if entry is None:
+                index.models.setdefault(manifest.model, {})[manifest.version] = VersionEntry(
+                    digest, manifest.module)
+            size = sum(f.size for f in manifest.files if f.digest in added)
+            results.append(PublishResult(manifest, size, entry is None, new_signature))
+        if any(result.new_version for result in results):
             write_index(registry_root, index, key, expiry_days)
-    return PublishResult(manifest, added, existing is None, new_signature)
+    return results
+
+
+def _ingest(blobs: BlobStore, item: _Prepared, added: list[str]) -> Manifest:
+    entries = []
+    for (source, relative), onnx in zip(item.named, item.onnx, strict=True):
+        stored = blobs.ingest_file(source)
+        if stored.added:
+            added.append(stored.digest)
+        entries.append(FileEntry(relative, stored.digest, stored.size, onnx))
+    release = item.release
+    return Manifest(release.model, release.version, release.module, tuple(entries),
+                    release.requires_ff)
+
+
+def _existing(index: Index, manifest: Manifest) -> VersionEntry | None:
+    """The index entry of this version, if published; refused if its content differs."""
+    published = find_version(index.models.get(manifest.model, {}), manifest.version)
+    if published is None:
+        return None
+    entry = index.models[manifest.model][published]
+    if entry.manifest != manifest.digest:
+        raise FFError(f"{manifest.model} {published} is already published with other content "
+                      f"(manifest {entry.manifest}); versions are immutable, publish a new version")
+    return entry
 
 
 def _check_may_sign_index(registry_root: Path, index: Index, key: SigningKey) -> None:

@@ -14,10 +14,18 @@ from ffstore.manifest import Manifest, find_version, same_version
 from ffstore.project import ModuleSpec, Project
 
 
+def upgrade_names(project: Project, wanted: frozenset[str]) -> frozenset[str]:
+    """The entries `--upgrade-module` names: an entry, or every entry of a kind."""
+    names = set()
+    for name in wanted:
+        of_kind = [n for n, spec in project.modules.items() if spec.module == name]
+        names.update(of_kind if len(of_kind) > 1 else [project.module(name).name])
+    return frozenset(names)
+
+
 def resolve(project: Project, catalog_for: Callable[[str], Catalog], current: Lock | None,
             upgrade_all: bool = False, upgrade: frozenset[str] = frozenset()) -> Lock:
-    for name in upgrade:
-        project.module(name)
+    upgrade = upgrade_names(project, upgrade)
     modules: dict[str, LockedModule] = {}
     holds = {}
     for name, spec in sorted(project.modules.items()):
@@ -58,7 +66,7 @@ def _unchanged(existing: LockedModule | None, found: LockedModule) -> LockedModu
             f"{found.model} {found.version} was changed in registry {found.registry!r}: "
             f"facefusion.lock has manifest {existing.manifest}, the registry now {found.manifest}; "
             "ask the registry's owner why, or move on with `ff lock --upgrade-module "
-            f"{found.module}`")
+            f"{found.name}`")
     return found
 
 
@@ -73,14 +81,14 @@ def _locked(catalog: Catalog, spec: ModuleSpec, version: str,
         raise VerificationError(f"the index of registry {spec.registry!r} lists {spec.model} "
                                 f"{version} as manifest {digest}, which is {manifest.model} "
                                 f"{manifest.version}")
-    return LockedModule.from_manifest(spec.module, spec.registry, manifest, signers), manifest
+    return LockedModule.from_manifest(spec.name, spec.registry, manifest, signers), manifest
 
 
 def _versions(catalog: Catalog, spec: ModuleSpec) -> dict[str, str]:
     versions = catalog.index.models.get(spec.model)
     if versions is None:
         known = ", ".join(sorted(catalog.index.models)) or "none"
-        raise InputError(f"model {spec.model!r} (modules.{spec.module}) is not in registry "
+        raise InputError(f"model {spec.model!r} ({spec.name}) is not in registry "
                          f"{spec.registry!r}; models there: {known}")
     return {version: entry.manifest for version, entry in versions.items()}
 
@@ -115,5 +123,5 @@ def _newest(catalog: Catalog, spec: ModuleSpec) -> LockedModule:
             continue
         return locked
     detail = f" (skipped {'; '.join(skipped)})" if skipped else ""
-    raise FFError(f"no version of {spec.model} satisfies '{spec.version}' for {spec.module} "
+    raise FFError(f"no version of {spec.model} satisfies '{spec.version}' for {spec.name} "
                   f"with a trusted signature{detail}")

@@ -30,6 +30,17 @@ def _provider(value: Any) -> str:
     return text
 
 
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _seconds(value: Any) -> float:
     number = float(value)
     if number <= 0:
@@ -63,6 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds without progress before an HTTP transfer is retried"),
     Setting("http_retries", "FF_HTTP_RETRIES", _positive_int, lambda: 4, True,
             "attempts per HTTP request before giving up"),
+    Setting("offline", "FF_OFFLINE", _boolean, lambda: False, True,
+            "`ff swap` uses only what is in the store (missing models: run ff sync)"),
     Setting("index_expiry_days", "FF_INDEX_EXPIRY_DAYS", _positive_int, lambda: 365, True,
             "how long an index signed by `ff publish` stays valid"),
 )

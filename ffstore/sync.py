@@ -35,12 +35,12 @@ def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
     unsigned = sorted(set(entry.signers) - set(signers))
     if unsigned:
         raise VerificationError(
-            f"facefusion.lock names {', '.join(unsigned)} as a signer of {entry.module} "
+            f"facefusion.lock names {', '.join(unsigned)} as a signer of {entry.name} "
             f"({entry.model} {entry.version}), but the manifest carries no trusted signature by "
             "it; restore the lock from git or run `ff lock`")
     if not entry.matches_manifest(manifest):
         raise VerificationError(
-            f"facefusion.lock disagrees with manifest {entry.manifest} for {entry.module} "
+            f"facefusion.lock disagrees with manifest {entry.manifest} for {entry.name} "
             f"({entry.model} {entry.version}): the lock was edited by hand; restore it from git or "
             "run `ff lock`")
     return manifest

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ffstore import fsutil
+from ffstore import __version__, fsutil
+from ffstore.consumers import ModelInfo, check_models
 from ffstore.context import Context
 from ffstore.errors import FFError, InputError
 from ffstore.generations import Generation
@@ -35,6 +36,18 @@ class LockResult:
     lock: Lock
     changed: bool
     previous: Lock | None
+    notes: list[str]
+    """What the installed runtimes say of locked models they do not use."""
+
+
+def check_runnable(context: Context, entries: list[LockedModule], complete: bool) -> list[str]:
+    """Refuse entries that an installed runtime cannot run (see ffstore.consumers),
+    or whose release says it does not work with this ff; what the runtimes note.
+    `complete`: the entries are a whole lock, not a few changed ones."""
+    manifests = [context.catalog(entry.registry).manifest(entry.manifest)[0] for entry in entries]
+    for manifest in manifests:
+        manifest.require_ff(__version__)
+    return check_models([ModelInfo.of(manifest) for manifest in manifests], complete)
 
 
 def lock(context: Context, upgrade_all: bool = False,
@@ -43,13 +56,15 @@ def lock(context: Context, upgrade_all: bool = False,
     with _project_lock(context):
         current = context.read_lock()
         new = resolve(project, context.catalog, current, upgrade_all, upgrade)
+        notes = check_runnable(context, [new.modules[name] for name in sorted(new.modules)],
+                               complete=True)
         if current is not None:
             _baseline(context, current)
         changed = write_lock(project.lock_path, new)
         what = "lock --upgrade" if upgrade_all else (
             f"lock --upgrade-module {','.join(sorted(upgrade))}" if upgrade else "lock")
         context.history.record(new, what, only_if_changed=True)
-    return LockResult(new, changed, current)
+    return LockResult(new, changed, current, notes)
 
 
 def _previous_entry(generations: list[Generation], current: Generation, module: str,
@@ -69,22 +84,24 @@ def _previous_release(context: Context, entry: LockedModule) -> LockedModule:
     previous version is the newest release below the current one that the toml allows."""
     from packaging.version import Version
 
-    spec = context.project.module(entry.module)
+    spec = context.project.module(entry.name)
     catalog = context.catalog(spec.registry)
     older = [v for v in catalog.index.models.get(entry.model, {})
              if Version(v) < Version(entry.version) and spec.allows(v)]
     if not older:
-        raise FFError(f"no earlier version of {entry.module} in this machine's history or in "
-                      f"registry {spec.registry!r}; see `ff history {entry.module}`")
+        raise FFError(f"no earlier version of {entry.name} in this machine's history or in "
+                      f"registry {spec.registry!r}; see `ff history {entry.name}`")
     return pin(catalog, spec, max(older, key=Version))
 
 
 def _check_allowed(context: Context, target: LockedModule) -> None:
-    spec = context.project.module(target.module)
+    """A rollback target must be one the toml allows and this ff can run."""
+    spec = context.project.module(target.name)
     if spec.model != target.model or not spec.allows(target.version):
-        raise InputError(f"{target.module} {target.model} {target.version} is outside "
+        raise InputError(f"{target.name} {target.model} {target.version} is outside "
                          f"{spec.model} '{spec.version}' in facefusion.toml; widen the range to "
                          "roll back to it")
+    check_runnable(context, [target], complete=False)
 
 
 def rollback(context: Context, module: str | None = None, to_version: str | None = None) -> Lock:
@@ -100,6 +117,7 @@ def rollback(context: Context, module: str | None = None, to_version: str | None
                 raise InputError("--to needs a module: ff rollback MODULE --to VERSION")
             return _rollback_all(context, lock, current, generations)
         entry = lock.module(module)
+        module = entry.name
         origin: int | None = None
         if to_version is not None:
             spec = context.project.module(module)
@@ -148,6 +166,8 @@ def _rollback_all(context: Context, lock: Lock, current: Generation,
         if now is not None and now.manifest != entry.manifest:
             holds[name] = Hold(entry.version, now.version)
     new = replace(target, holds=holds)
+    check_runnable(context, [entry for name, entry in new.modules.items()
+                             if lock.modules.get(name) != entry], complete=False)
     _commit(context, new, list(new.modules.values()),
             f"rollback to generation {target_generation.number}",
             origin=target_generation.origin, module_origins=dict(target_generation.module_origins))
@@ -191,6 +211,7 @@ def model_path(context: Context, module: str) -> str:
     manifest = verified_manifest(context, entry)
     for file in manifest.files:
         if not context.store.blobs.has(file.digest, file.size):
-            raise FFError(f"{module} ({entry.model} {entry.version}) is not synced; run `ff sync`")
+            raise FFError(f"{entry.name} ({entry.model} {entry.version}) is not synced; run "
+                          "`ff sync`")
         context.store.blobs.check_stored(file.digest)
     return str(context.store.view(manifest) / manifest.main_file.path)

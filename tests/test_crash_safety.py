@@ -48,7 +48,9 @@ PUBLISH_KILLS = 20
 CONSUME_EVERY = 4  # lock+sync+verify a recovered registry this often (it is slow)
 MODEL = "big"
 VERSION = "1.0.0"
-MODULE = "face_detector"
+# A module ff swap does not run: the parts are not one ONNX model, and `ff lock` refuses
+# what ff swap cannot run in the modules it does run.
+MODULE = "frame_enhancer"
 HEX_NAME = re.compile(r"[0-9a-f]{64}")
 
 Runner = Callable[..., Result]
