@@ -15,9 +15,20 @@ import numpy as np
 
 from ffswap.errors import SwapError
 
-Template = Literal["arcface_112_v2", "arcface_128_v2", "ffhq_512"]
+Template = Literal["arcface_112_v1", "arcface_112_v2", "arcface_128", "ffhq_512", "mtcnn_512"]
 
 WARP_TEMPLATES: dict[Template, np.ndarray] = {
+    # SimSwap and GHOST crops (FaceFusion's arcface_112_v1), 112x112 in its units.
+    "arcface_112_v1": np.array(
+        [
+            [0.35473214, 0.45658929],
+            [0.64526786, 0.45658929],
+            [0.50000000, 0.61154464],
+            [0.37913393, 0.77687500],
+            [0.62086607, 0.77687500],
+        ],
+        dtype=np.float32,
+    ),
     # ArcFace recogniser crop (arcface_w600k_r50 and friends), 112x112.
     "arcface_112_v2": np.array(
         [
@@ -29,8 +40,9 @@ WARP_TEMPLATES: dict[Template, np.ndarray] = {
         ],
         dtype=np.float32,
     ),
-    # inswapper_128 crop: the ArcFace points shifted to leave room around the face.
-    "arcface_128_v2": np.array(
+    # inswapper_128 and HyperSwap crop: the ArcFace points shifted to leave room
+    # around the face (FaceFusion 3.0 called it arcface_128_v2).
+    "arcface_128": np.array(
         [
             [0.36167656, 0.40387734],
             [0.63696719, 0.40235469],
@@ -48,6 +60,17 @@ WARP_TEMPLATES: dict[Template, np.ndarray] = {
             [0.50123859, 0.61331904],
             [0.39308822, 0.72541100],
             [0.61150205, 0.72490465],
+        ],
+        dtype=np.float32,
+    ),
+    # HifiFace crop (FaceFusion's mtcnn_512).
+    "mtcnn_512": np.array(
+        [
+            [0.36562865, 0.46733799],
+            [0.63305391, 0.46585885],
+            [0.50019127, 0.61942959],
+            [0.39032951, 0.77598822],
+            [0.61178945, 0.77476328],
         ],
         dtype=np.float32,
     ),
@@ -110,10 +133,17 @@ def crop_region(matrix: np.ndarray, size: int, shape: tuple[int, ...]) -> tuple[
 def pixel_lut(divisor: float, offset: float) -> np.ndarray:
     """Float32 table of ``x / divisor - offset`` for every uint8 ``x``.
 
-    Normalising through a 256-entry table is one pass per plane and gives exactly the
-    float32 values the arithmetic would.
+    Normalising through a 256-entry table is one pass per plane. It is computed in
+    float64 and rounded once, as FaceFusion computes its crops (a uint8 array over a
+    Python float is float64) before casting them to float32.
     """
-    return np.arange(256, dtype=np.float32) / np.float32(divisor) - np.float32(offset)
+    return (np.arange(256, dtype=np.float64) / divisor - offset).astype(np.float32)
+
+
+def normalising_lut(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """Per-RGB-channel tables [3, 256] of FaceFusion's ``(x / 255 - mean) / std``."""
+    unit = np.arange(256, dtype=np.float64) / 255.0
+    return np.stack([((unit - m) / s).astype(np.float32) for m, s in zip(mean, std, strict=True)])
 
 
 def warp_blob(
@@ -122,7 +152,8 @@ def warp_blob(
     """Crop and align one face of a BGR image straight into a model input.
 
     Returns the RGB float32 [1, 3, size, size] tensor, normalised through ``lut`` (see
-    :func:`pixel_lut`), and the matrix needed to paste the processed crop back.
+    :func:`pixel_lut`; a [3, 256] table normalises each RGB channel on its own), and
+    the matrix needed to paste the processed crop back.
     Bilinear, with border replication so faces near the image edge get no black
     wedges. Only the image rectangle the crop covers is read, widened to BGRA first:
     OpenCV's four-channel warp is vectorised, its three-channel one is not, and the
@@ -139,6 +170,7 @@ def warp_blob(
     )
     blue, green, red, _ = cv2.split(crop)
     blob = np.empty((1, 3, size, size), dtype=np.float32)
+    tables = lut if lut.ndim == 2 else (lut, lut, lut)
     for channel, plane in enumerate((red, green, blue)):
-        cv2.LUT(plane, lut, dst=blob[0, channel])
+        cv2.LUT(plane, tables[channel], dst=blob[0, channel])
     return blob, matrix

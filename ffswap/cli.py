@@ -2,12 +2,14 @@
 `ff.commands` entry point so store verbs never import the inference stack."""
 
 import sys
-from collections.abc import Callable
+import time
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from ffstore.errors import FFError, InputError, VerificationError
+from ffstore.lockfile import Lock
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -23,13 +25,47 @@ def _as_ff_error(exc: Exception) -> FFError:
     return FFError(message)
 
 
-def _progress(enabled: bool) -> Callable[[int, int | None], None] | None:
-    def show(done: int, total: int | None) -> None:
-        of = f"/{total}" if total else ""
-        sys.stderr.write(f"\rframes {done}{of}")
-        sys.stderr.flush()
+class FrameProgress:
+    """`frames 120/300  24.1 fps  ETA 0:07` on one terminal line, redrawn at most
+    ten times a second, ended with a newline so what follows starts clean."""
 
-    return show if enabled else None
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._started = time.monotonic()
+        self._drawn = 0.0
+        self._shown = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self._drawn < 0.1 and done != total:
+            return
+        self._drawn = now
+        rate = done / max(now - self._started, 1e-6)
+        line = f"frames {done}" + (f"/{total}" if total else "") + f"  {rate:.1f} fps"
+        if total and rate > 0:
+            left = max(0, round((total - done) / rate))
+            line += f"  ETA {left // 60}:{left % 60:02d}"
+        self._stream.write(f"\r{line}\x1b[K")
+        self._stream.flush()
+        self._shown = True
+
+    def end(self) -> None:
+        if self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def _entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]:
+    """The lock entries ff swap loads, and those it leaves to FaceFusion."""
+    from ffswap.zoo import RUNTIME_MODULES
+
+    used, unused = [], []
+    for name, entry in sorted(lock.modules.items()):
+        if entry.module not in RUNTIME_MODULES:
+            unused.append(f"{name} ({entry.model})")
+        elif not (no_enhance and entry.module == "face_enhancer"):
+            used.append(name)
+    return used, unused
 
 
 @click.command()
@@ -44,36 +80,54 @@ def _progress(enabled: bool) -> Callable[[int, int | None], None] | None:
 @click.option("--execution-threads", type=click.IntRange(min=1), default=None,
               help="Video frames processed at once (setting execution_threads).")
 @click.option("--no-enhance", is_flag=True, help="Skip the face_enhancer even if locked.")
+@click.option("--offline", is_flag=True, default=None,
+              help="Use only models already in the store (setting offline).")
 @click.pass_context
 def swap(ctx: click.Context, source: str, target: str, output: str,
-         execution_provider: str | None, execution_threads: int | None, no_enhance: bool) -> None:
+         execution_provider: str | None, execution_threads: int | None, no_enhance: bool,
+         offline: bool | None) -> None:
     """Swap the face in SOURCE onto every face in TARGET, with the locked models."""
-    from ffstore.cli import _context
+    from ffstore.cli import _context, _note, _size
+    from ffstore.progress import for_terminal
     from ffswap.errors import SwapError
     from ffswap.locked import LockedModels
     from ffswap.media import read_image, write_image
     from ffswap.runtime import Runtime
 
     context = _context(ctx, execution_provider=execution_provider,
-                       execution_threads=execution_threads)
+                       execution_threads=execution_threads, offline=offline or None)
     lock = context.require_lock()
-    versions = {m: None for m in ("face_detector", "face_recognizer", "face_swapper")}
-    if "face_enhancer" in lock.modules and not no_enhance:
-        versions["face_enhancer"] = None
-    quiet = ctx.find_root().params.get("quiet")
+    used, unused = _entries(lock, no_enhance)
+    if unused:
+        _note(ctx, f"ff swap does not use {', '.join(unused)} (locked for FaceFusion: ff export)")
+    quiet = bool(ctx.find_root().params.get("quiet"))
     try:
-        with Runtime(LockedModels(context), versions,
+        with for_terminal(quiet, _size) as fetching:
+            models = LockedModels(context, offline=context.setting("offline"), progress=fetching)
+            models.fetch(used)
+        with Runtime(models, dict.fromkeys(used),
                      execution_provider=context.setting("execution_provider")) as runtime:
             face = read_image(source)
             if Path(target).suffix.lower() in VIDEO_SUFFIXES:
-                result = runtime.swap_video(face, target, output,
-                                            progress=_progress(not quiet and sys.stderr.isatty()),
-                                            workers=context.setting("execution_threads"))
+                progress = FrameProgress(sys.stderr) if not quiet and sys.stderr.isatty() else None
+                try:
+                    result = runtime.swap_video(face, target, output, progress=progress,
+                                                workers=context.setting("execution_threads"))
+                finally:
+                    if progress is not None:
+                        progress.end()
                 summary = f"{result.frames} frames, {result.swapped_frames} with faces"
+                if result.audio.startswith("not kept"):
+                    _note(ctx, "ffmpeg is not installed: the output has no sound (install "
+                               "ffmpeg to keep the target's audio)")
+                elif result.audio == "kept":
+                    summary += ", audio kept"
             else:
                 write_image(output, runtime.swap_image(face, read_image(target)))
                 summary = "1 image"
             if not quiet:
                 click.echo(f"wrote {output} ({summary}; {runtime.provider})")
+                click.echo("ran " + ", ".join(f"{m.name} {m.model} {m.version}"
+                                              for m in runtime.active.values()))
     except SwapError as exc:
         raise _as_ff_error(exc) from None

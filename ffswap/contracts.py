@@ -33,21 +33,31 @@ _ORT_TYPES = {
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One expected tensor. A ``None`` or string dim means "any size"."""
+    """One expected tensor. A ``None`` or string dim means "any size"; a ``None``
+    shape means any shape (FaceFusion reshapes that output itself)."""
 
     name: str
-    shape: tuple[Dim, ...]
+    shape: tuple[Dim, ...] | None
     dtype: str = "float32"
 
 
 @dataclass(frozen=True)
 class Contract:
-    """The full I/O an adapter relies on. Extra model *outputs* are harmless (never
-    read); extra *inputs* are not, because the adapter would not feed them."""
+    """The full I/O an adapter relies on. Extra *inputs* are refused, because the
+    adapter would not feed them.
+
+    Inputs are always matched by name (FaceFusion feeds them by name). Outputs are
+    matched by name, or, with ``outputs_by_position``, by their order in the graph,
+    as FaceFusion reads them (``session.run(None, ...)``: its models' output names
+    are whatever their exporters chose); the names are then only labels.
+    ``max_outputs`` is set where FaceFusion's code unpacks the output list and so
+    breaks on extra outputs (yoloface's single output, 2dfan4's two)."""
 
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    outputs_by_position: bool = False
+    max_outputs: int | None = None
 
 
 def _is_fixed(dim: Dim) -> bool:
@@ -58,15 +68,18 @@ def _format_shape(shape: Sequence[Dim]) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def _check_tensor(kind: str, expected: TensorSpec, actual: IoSpec) -> list[str]:
+def _check_tensor(label: str, expected: TensorSpec, actual: IoSpec) -> list[str]:
+    """Differences of one tensor; `label` says which (``input 'target'``)."""
     differences: list[str] = []
     actual_dtype = str(actual.get("dtype"))
     if actual_dtype != expected.dtype:
-        differences.append(f"{kind} {expected.name!r}: dtype is {actual_dtype}, expected {expected.dtype}")
+        differences.append(f"{label}: dtype is {actual_dtype}, expected {expected.dtype}")
+    if expected.shape is None:
+        return differences
     actual_shape = list(actual.get("shape") or [])
     if len(actual_shape) != len(expected.shape):
         differences.append(
-            f"{kind} {expected.name!r}: shape is {_format_shape(actual_shape)}"
+            f"{label}: shape is {_format_shape(actual_shape)}"
             f" (rank {len(actual_shape)}), expected {_format_shape(expected.shape)}"
             f" (rank {len(expected.shape)})"
         )
@@ -80,10 +93,27 @@ def _check_tensor(kind: str, expected: TensorSpec, actual: IoSpec) -> list[str]:
     ]
     if mismatched:
         differences.append(
-            f"{kind} {expected.name!r}: shape is {_format_shape(actual_shape)}, expected"
+            f"{label}: shape is {_format_shape(actual_shape)}, expected"
             f" {_format_shape(expected.shape)} (axis {', '.join(map(str, mismatched))} differs)"
         )
     return differences
+
+
+def _check_positional(expected: Contract, actual_outputs: Sequence[IoSpec]) -> list[str]:
+    count, wanted = len(actual_outputs), len(expected.outputs)
+    if count < wanted or (expected.max_outputs is not None and count > expected.max_outputs):
+        if expected.max_outputs is None:
+            allowed = f"at least {wanted}"
+        elif expected.max_outputs == wanted:
+            allowed = str(wanted)
+        else:
+            allowed = f"{wanted} to {expected.max_outputs}"
+        return [f"the model has {count} outputs, expected {allowed} "
+                f"({', '.join(spec.name for spec in expected.outputs)}, in this order)"]
+    return [difference
+            for position, (spec, actual) in enumerate(zip(expected.outputs, actual_outputs,
+                                                          strict=False))
+            for difference in _check_tensor(f"output {position} ({spec.name})", spec, actual)]
 
 
 def check_contract(
@@ -97,16 +127,19 @@ def check_contract(
     differences: list[str] = []
     inputs = {str(spec["name"]): spec for spec in actual_inputs}
     outputs = {str(spec["name"]): spec for spec in actual_outputs}
-    for kind, wanted, have in (
-        ("input", expected.inputs, inputs),
-        ("output", expected.outputs, outputs),
-    ):
+    checks: list[tuple[str, tuple[TensorSpec, ...], Mapping[str, IoSpec]]] = [
+        ("input", expected.inputs, inputs)]
+    if not expected.outputs_by_position:
+        checks.append(("output", expected.outputs, outputs))
+    for kind, wanted, have in checks:
         for spec in wanted:
             if spec.name not in have:
                 names = ", ".join(sorted(have)) or "none"
                 differences.append(f"{kind} {spec.name!r} is missing (model has: {names})")
                 continue
-            differences.extend(_check_tensor(kind, spec, have[spec.name]))
+            differences.extend(_check_tensor(f"{kind} {spec.name!r}", spec, have[spec.name]))
+    if expected.outputs_by_position:
+        differences.extend(_check_positional(expected, actual_outputs))
     expected_inputs = {spec.name for spec in expected.inputs}
     for name in sorted(set(inputs) - expected_inputs):
         differences.append(f"input {name!r} is not fed by the {expected.name} adapter")

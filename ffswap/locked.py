@@ -8,20 +8,44 @@ anything else is refused before a session exists.
 """
 
 import posixpath
+from collections.abc import Iterable
 
+from ffstore import __version__
 from ffstore.context import Context
 from ffstore.errors import FFError, InputError
 from ffstore.lockfile import LockedModule
+from ffstore.progress import Transfer
 from ffstore.resolver import pin
 from ffstore.sync import sync_modules, verified_manifest
 from ffswap.model_source import LoadedModel
 
 
 class LockedModels:
-    """A `ModelProvider` over a project's lock and the local store."""
+    """A `ModelProvider` over a project's lock and the local store. A model the
+    store lacks is fetched (verified, as `ff sync` does), unless `offline`."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, *, offline: bool = False,
+                 progress: Transfer | None = None) -> None:
         self._context = context
+        self._offline = offline
+        self._progress = progress
+
+    def _fetch(self, entries: list[LockedModule]) -> None:
+        blobs = self._context.store.blobs
+        missing = [entry for entry in entries
+                   if not all(blobs.has(file.digest, file.size) for file in entry.files)]
+        if not missing:
+            return
+        if self._offline:
+            names = ", ".join(f"{e.name} ({e.model} {e.version})" for e in missing)
+            raise FFError(f"{names} not in the store and running offline; run `ff sync` first")
+        with self._context.store.using():
+            sync_modules(self._context, missing, self._progress)
+
+    def fetch(self, names: Iterable[str]) -> None:
+        """Fetch what the named entries lack, all at once (one progress display)."""
+        lock = self._context.require_lock()
+        self._fetch([lock.module(name) for name in names])
 
     def _entry(self, module: str, version: str | None) -> LockedModule:
         """The locked entry, or for another version one this project has locked
@@ -34,26 +58,26 @@ class LockedModels:
             return locked
         version = normalize_version(version)
         for generation in reversed(self._context.history.generations()):
-            entry = generation.lock.modules.get(module)
+            entry = generation.lock.modules.get(locked.name)
             if entry is not None and entry.model == locked.model and same_version(
                     entry.version, version):
                 return entry
-        spec = self._context.project.module(module)
+        spec = self._context.project.module(locked.name)
         if spec.model != locked.model or not spec.allows(version):
-            raise InputError(f"{module} {locked.model} {version} is outside '{spec.version}' in "
-                             "facefusion.toml")
+            raise InputError(f"{locked.name} {locked.model} {version} is outside '{spec.version}' "
+                             "in facefusion.toml")
         return pin(self._context.catalog(spec.registry), spec, version)
 
     def load(self, module: str, version: str | None = None, *,
              deferred_check: bool = False) -> LoadedModel:
         entry = self._entry(module, version)
         manifest = verified_manifest(self._context, entry)
+        manifest.require_ff(__version__)
         main = manifest.main_file
         if main.onnx is None:
-            raise FFError(f"{module} ({entry.model} {entry.version}) has no ONNX file")
+            raise FFError(f"{entry.name} ({entry.model} {entry.version}) has no ONNX file")
         blobs = self._context.store.blobs
-        if not all(blobs.has(file.digest, file.size) for file in manifest.files):
-            sync_modules(self._context, [entry])  # a cached or local version: fetch, verified
+        self._fetch([entry])  # a version not synced yet (a switch, say): fetched, verified
         # An external data file is named, in the ONNX file, relative to its directory.
         folder = posixpath.dirname(main.path)
         files = {file.path: blobs.read_unchecked(file.digest) for file in manifest.files}
@@ -66,6 +90,6 @@ class LockedModels:
 
         if not deferred_check:
             check()  # digests checked on exactly the bytes handed on
-        return LoadedModel(module, manifest.model, manifest.version, files[main.path],
+        return LoadedModel(manifest.module, manifest.model, manifest.version, files[main.path],
                            main.onnx["inputs"], main.onnx["outputs"],
-                           check if deferred_check else None, external)
+                           check if deferred_check else None, external, main.path)

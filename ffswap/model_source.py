@@ -14,11 +14,13 @@ from typing import Any, Protocol
 from ffstore.blobs import Contents
 
 FACE_DETECTOR = "face_detector"
+FACE_LANDMARKER = "face_landmarker"
 FACE_RECOGNIZER = "face_recognizer"
 FACE_SWAPPER = "face_swapper"
 FACE_ENHANCER = "face_enhancer"
 
-MODULES: tuple[str, ...] = (FACE_DETECTOR, FACE_RECOGNIZER, FACE_SWAPPER, FACE_ENHANCER)
+MODULES: tuple[str, ...] = (FACE_DETECTOR, FACE_LANDMARKER, FACE_RECOGNIZER, FACE_SWAPPER,
+                            FACE_ENHANCER)
 """Every module kind the runtime knows, in pipeline order."""
 
 REQUIRED_MODULES: tuple[str, ...] = (FACE_DETECTOR, FACE_RECOGNIZER, FACE_SWAPPER)
@@ -31,7 +33,8 @@ class LoadedModel:
 
     ``data`` are the exact bytes the store verified; ``inputs``/``outputs`` are the
     manifest's I/O records (``{"name", "shape", "dtype"}``), checked against the
-    adapter's contract before any session is built.
+    adapter's contract before any session is built. ``file`` is the main file's
+    name in the manifest: a FaceFusion model is known by it (see ffswap.zoo).
     """
 
     module: str
@@ -48,6 +51,7 @@ class LoadedModel:
     external: Mapping[str, Contents] = field(default_factory=dict, repr=False, compare=False)
     """External data files (weights kept beside the ONNX file), keyed by the location
     the model names them by, so onnxruntime takes them from memory, not from disk."""
+    file: str = ""
 
 
 class ModelProvider(Protocol):
@@ -55,7 +59,8 @@ class ModelProvider(Protocol):
 
     def load(self, module: str, version: str | None, *,
              deferred_check: bool = False) -> LoadedModel:
-        """Return the model for ``module`` at ``version`` (``None``: the locked or
+        """Return the model for ``module`` (a module kind, or a lock entry's name such
+        as ``face_landmarker/2dfan4``) at ``version`` (``None``: the locked or
         default version). Raise if it is missing or fails verification; with
         ``deferred_check`` the digest check of ``data`` may be left to
         ``LoadedModel.check``, which the caller must run before using the bytes."""

@@ -15,25 +15,20 @@ import threading
 import weakref
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from ffswap.adapters.registry import select_adapter
-from ffswap.adapters.swapper import InswapperSwapper
+from ffstore.fsutil import atomic_path
+from ffstore.modules import kind_of
+from ffswap import audio, zoo
+from ffswap.adapters.registry import make_adapter, profile_of
 from ffswap.contracts import check_contract, session_io
 from ffswap.errors import ContractError, SwapError
-from ffswap.model_source import (
-    FACE_DETECTOR,
-    FACE_ENHANCER,
-    FACE_RECOGNIZER,
-    FACE_SWAPPER,
-    MODULES,
-    REQUIRED_MODULES,
-    ModelProvider,
-)
+from ffswap.model_source import MODULES, REQUIRED_MODULES, ModelProvider
 from ffswap.pipeline import FaceSwapper
 from ffswap.providers import Preference, make_checked_session
 from ffswap.video import ProgressFn, VideoResult, process_video
@@ -41,13 +36,22 @@ from ffswap.video import ProgressFn, VideoResult, process_video
 
 @dataclass(frozen=True)
 class ActiveModel:
-    """A module's current model: which one, where it runs, and its adapter."""
+    """An entry's current model: which one, its role, where it runs, its adapter.
+    ``name`` is the entry's name (``face_swapper``, ``face_landmarker/2dfan4``)."""
 
+    name: str
     module: str
     model: str
     version: str
     provider: str
+    role: str
     adapter: Any = field(repr=False, compare=False)
+
+
+_PIPELINE_ROLES = {zoo.DETECTOR: "detector", zoo.RECOGNIZER: "recognizer", zoo.SWAPPER: "swapper",
+                   zoo.ENHANCER: "enhancer", zoo.LANDMARKER: "landmarker",
+                   zoo.LANDMARK_ESTIMATOR: "landmark_estimator", zoo.CONVERTER: "converter"}
+"""Which FaceSwapper field each role fills."""
 
 
 FRAME_WORKERS = 3
@@ -69,12 +73,15 @@ def _return_freed_memory() -> None:
 
 
 class Runtime:
-    """Holds one inference session per module and runs swaps with the current ones.
+    """Holds one inference session per locked entry and runs swaps with the current ones.
 
-    ``versions`` maps modules to versions (``None``: the provider's locked/default
-    version); the detector, recogniser and swapper are always loaded, the enhancer
-    only when listed. Every model is checked against its adapter's contract before a
-    session is made.
+    ``versions`` maps entries (a module kind, or an entry name such as
+    ``face_landmarker/2dfan4``) to versions (``None``: the provider's locked or
+    default version). A detector, a recogniser and a swapper are always loaded (by
+    their kind, unless an entry of that kind is listed); landmarkers, embedding
+    converters and the enhancer only when listed. Every model is checked against its
+    adapter's contract before a session is made, and each role (detector, swapper,
+    ...) is filled at most once.
     """
 
     def __init__(
@@ -85,51 +92,63 @@ class Runtime:
         execution_provider: Preference = "auto",
         threads: int | None = None,
     ) -> None:
-        wanted = dict.fromkeys(REQUIRED_MODULES) | dict(versions or {})
-        unknown = sorted(set(wanted) - set(MODULES))
+        given = dict(versions or {})
+        unknown = sorted(name for name in given if kind_of(name) not in MODULES)
         if unknown:
             raise ValueError(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+        kinds = {kind_of(name) for name in given}
+        wanted = {**{kind: None for kind in REQUIRED_MODULES if kind not in kinds}, **given}
         self._models = models
         self._preference: Preference = execution_provider
         self._threads = threads
         self._lock = threading.Lock()
         self._active: dict[str, ActiveModel] = {}
-        self._generation: dict[str, int] = dict.fromkeys(MODULES, 0)
-        for module in MODULES:
-            if module in wanted:
-                self._active[module] = self._load(module, wanted[module])
+        self._generation = 0
+        for name in sorted(wanted, key=lambda name: (MODULES.index(kind_of(name)), name)):
+            loaded = self._load(name, wanted[name])
+            taken = next((other for other in self._active.values() if other.role == loaded.role),
+                         None)
+            if taken is not None:
+                raise SwapError(f"{taken.name} ({taken.model}) and {name} ({loaded.model}) are both a "
+                                f"{loaded.role}; ff swap runs one: lock one of them")
+            self._active[name] = loaded
+        for role in (zoo.DETECTOR, zoo.RECOGNIZER, zoo.SWAPPER):
+            if not any(model.role == role for model in self._active.values()):
+                raise SwapError(f"no {role} is loaded: ff swap needs a {zoo.ROLE_MODULES[role]}")
 
-    def _load(self, module: str, version: str | None) -> ActiveModel:
-        loaded = self._models.load(module, version, deferred_check=True)
+    def _load(self, name: str, version: str | None) -> ActiveModel:
+        module = kind_of(name)
+        loaded = self._models.load(name, version, deferred_check=True)
         if loaded.module != module:
             raise ContractError(module, [f"provider returned a {loaded.module!r} model"])
         # Refuse on the manifest's I/O first: cheap, and no session for a wrong model.
-        adapter_class = select_adapter(module, loaded.inputs, loaded.outputs)
+        profile = profile_of(module, loaded.model, loaded.file, loaded.inputs, loaded.outputs)
         session, used = make_checked_session(loaded, self._preference, self._threads)
         # The manifest is the publisher's claim; the session is the truth. They must agree.
-        differences = check_contract(adapter_class.CONTRACT, *session_io(session))
+        differences = check_contract(profile.contract, *session_io(session))
         if differences:
             raise ContractError(module, ["the model's I/O differs from its manifest:", *differences])
         # The swapper reads inswapper's emap from the same verified bytes the session ran on.
-        if adapter_class is InswapperSwapper:
-            adapter = InswapperSwapper(session, model=loaded.data)
-        else:
-            adapter = adapter_class(session)
-        return ActiveModel(module, loaded.model, loaded.version, used, adapter)
+        adapter = make_adapter(profile, session, loaded.data)
+        return ActiveModel(name, module, loaded.model, loaded.version, used, profile.role, adapter)
 
     def switch(self, module: str, version: str | None) -> ActiveModel:
-        """Load ``module`` at ``version`` and make it current for the next frame.
+        """Load entry ``module`` at ``version`` and make it current for the next frame.
 
         On any error the current model stays in place. The old session is dropped
         once frames using it finish, and its memory handed back.
         """
-        if module not in MODULES:
+        if kind_of(module) not in MODULES:
             raise ValueError(f"unknown module {module!r}; known: {', '.join(MODULES)}")
         new = self._load(module, version)
         with self._lock:
             old = self._active.get(module)
+            clash = next((other for other in self._active.values()
+                          if other.role == new.role and other.name != module), None)
+            if clash is not None:
+                raise SwapError(f"{clash.name} is already the {new.role}; switch that one")
             self._active[module] = new
-            self._generation[module] += 1
+            self._generation += 1
         if old is not None:
             released = weakref.ref(old.adapter)
             del old
@@ -142,7 +161,7 @@ class Runtime:
 
     @property
     def active(self) -> dict[str, ActiveModel]:
-        """The current model per loaded module."""
+        """The current model per loaded entry."""
         with self._lock:
             return dict(self._active)
 
@@ -153,22 +172,16 @@ class Runtime:
         return ", ".join(sorted({model.provider for model in self.active.values()}))
 
     def _snapshot(self) -> tuple[FaceSwapper, int]:
-        """A pipeline over the current adapters plus the recogniser's generation.
+        """A pipeline over the current adapters plus the generation of that set.
 
         Taken once per frame: the frame runs to the end on these adapters even if a
         switch happens meanwhile.
         """
         with self._lock:
-            if FACE_DETECTOR not in self._active:
+            if not self._active:
                 raise SwapError("the runtime is closed")
-            enhancer = self._active.get(FACE_ENHANCER)
-            pipeline = FaceSwapper(
-                detector=self._active[FACE_DETECTOR].adapter,
-                recognizer=self._active[FACE_RECOGNIZER].adapter,
-                swapper=self._active[FACE_SWAPPER].adapter,
-                enhancer=None if enhancer is None else enhancer.adapter,
-            )
-            return pipeline, self._generation[FACE_RECOGNIZER]
+            parts = {_PIPELINE_ROLES[model.role]: model.adapter for model in self._active.values()}
+            return FaceSwapper(**parts), self._generation
 
     def swap_image(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Swap the source's identity onto every face of the target (BGR uint8)."""
@@ -183,37 +196,54 @@ class Runtime:
         *,
         progress: ProgressFn | None = None,
         workers: int | None = None,
+        keep_audio: bool = True,
     ) -> VideoResult:
         """Swap the source's identity onto every face of every frame of a video.
 
-        The source embedding is computed once up front (so a face-less source fails
-        before any decoding) and again only if the recogniser is switched mid-video.
+        The swapper's source input is computed once up front (so a face-less source
+        fails before any decoding) and again only if a model is switched mid-video.
         Frames without faces are written unchanged. ``workers`` frames are processed
         at once (default FRAME_WORKERS); each runs to the end on the models that
-        were current when it started.
+        were current when it started. With ``keep_audio`` the target's sound is
+        muxed into the output when ffmpeg is installed (``VideoResult.audio`` says
+        what happened).
         """
         pipeline, generation = self._snapshot()
-        cached = {generation: pipeline.source_embedding(source)}
-        embedding_lock = threading.Lock()
+        cached = {generation: pipeline.source_input(pipeline.source_face(source))}
+        source_lock = threading.Lock()
 
-        def embedding(current: FaceSwapper, current_generation: int) -> np.ndarray:
-            with embedding_lock:
+        def source_input(current: FaceSwapper, current_generation: int) -> np.ndarray:
+            with source_lock:
                 if current_generation not in cached:
                     cached.clear()
-                    cached[current_generation] = current.source_embedding(source)
+                    cached[current_generation] = current.source_input(current.source_face(source))
                 return cached[current_generation]
 
         def frame_fn(frame: np.ndarray) -> np.ndarray | None:
             current, current_generation = self._snapshot()
-            source_embedding = embedding(current, current_generation)
-            faces = current.detector.detect(frame)
+            prepared = source_input(current, current_generation)
+            faces = current.faces(frame)
             if not faces:
                 return None
             # The decoded frame is ours and not needed afterwards: paste into it.
-            return current.swap_faces(frame, faces, source_embedding, in_place=True)
+            return current.swap_faces(frame, faces, prepared, in_place=True)
 
-        return process_video(target, output, frame_fn, progress=progress,
-                             workers=workers or FRAME_WORKERS)
+        run = {"frame_fn": frame_fn, "progress": progress, "workers": workers or FRAME_WORKERS}
+        no_ffmpeg = keep_audio and audio.ffmpeg() is None
+        if no_ffmpeg or not keep_audio or not audio.has_audio(Path(target)):
+            result = process_video(target, output, **run)
+            state = "not kept: ffmpeg not found" if no_ffmpeg else (
+                "not asked for" if not keep_audio else "none in the target")
+            return replace(result, audio=state)
+        destination = Path(output)
+        with atomic_path(destination) as muxed:
+            silent = muxed.with_name(f"{muxed.stem}-video{muxed.suffix}")
+            try:
+                result = process_video(target, silent, **run)
+                audio.mux(silent, Path(target), muxed)
+            finally:
+                silent.unlink(missing_ok=True)
+        return replace(result, path=destination, audio="kept")
 
     def close(self) -> None:
         """Release every session now rather than whenever the object is collected."""

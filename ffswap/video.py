@@ -5,8 +5,8 @@ frame workers never wait on I/O and memory stays flat however long the video is.
 With more than one worker, frames are processed concurrently and written in order:
 while one frame is inside a model, another's alignment, warps and paste-back use
 the cores (or feed the GPU) that would otherwise idle, as FaceFusion's execution
-threads do. Audio is not carried over. The output is written to a temp file next
-to the target and renamed into place only when complete.
+threads do. The output is written to a temp file next to the target and renamed
+into place only when complete (the Runtime adds the sound, ffswap.audio).
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ _POLL_S = 0.1
 
 @dataclass(frozen=True)
 class VideoResult:
-    """What was written: frame counts, frame rate and frame size (width, height)."""
+    """What was written: frame counts, frame rate, frame size (width, height) and
+    what became of the target's sound (see ffswap.audio)."""
 
     path: Path
     frames: int
     swapped_frames: int
     fps: float
     size: tuple[int, int]
+    audio: str = "not asked for"
 
 
 def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:

@@ -18,13 +18,14 @@ import pytest
 from ffswap import providers, standins
 from ffswap.adapters.detector import UlfdDetector, YuNetDetector
 from ffswap.adapters.registry import select_adapter
-from ffswap.adapters.swapper import INSWAPPER_CONTRACT, InswapperSwapper, read_emap
+from ffswap.adapters.swapper import FaceSwapAdapter, read_emap
 from ffswap.contracts import check_contract
 from ffswap.errors import ContractError, MediaError, NoFaceError, ProviderUnavailableError
 from ffswap.media import read_image, write_image
 from ffswap.pipeline import FaceSwapper
 from ffswap.providers import CPU, make_session
 from ffswap.runtime import Runtime
+from ffswap.zoo import INSWAPPER_CONTRACT
 from tests.swap_fixtures import (
     ASTRONAUT,
     GRACE_HOPPER,
@@ -148,12 +149,13 @@ def test_inswapper_emap_is_read_from_the_model_bytes_and_applied(
     assert read_emap((model_dir / "swapper-0.onnx").read_bytes()) is None
 
     session = make_session(data, "cpu")[0]
-    with_emap = InswapperSwapper(session, model=data)
+    with_emap = FaceSwapAdapter(session, model=data)
     embedding = np.random.default_rng(5).standard_normal(512).astype(np.float32) * 3.0
     reference = np.dot(embedding.reshape(1, -1), emap) / np.linalg.norm(embedding)
     np.testing.assert_allclose(with_emap.source_input(embedding), reference, rtol=1e-5, atol=1e-6)
-    plain = InswapperSwapper(session).source_input(embedding)
-    assert np.array_equal(plain, embedding.reshape(1, -1))
+    # Without an emap the swapper gets the unit embedding (FaceFusion's embedding_norm).
+    plain = FaceSwapAdapter(session).source_input(embedding)
+    assert np.array_equal(plain, embedding.reshape(1, -1) / np.linalg.norm(embedding))
 
     def pipeline(model: bytes | None) -> FaceSwapper:
         return FaceSwapper.from_sessions(
@@ -165,10 +167,11 @@ def test_inswapper_emap_is_read_from_the_model_bytes_and_applied(
 
     applied = pipeline(data).swap_image(astronaut, grace)
     assert not np.array_equal(applied, pipeline(None).swap_image(astronaut, grace))
-    # Same result as feeding the numpy reference latent to a plain adapter.
+    # Same result as feeding the numpy reference latent to the swapper.
     source = pipeline(None).source_embedding(astronaut)
     latent = np.dot(source.reshape(1, -1), emap) / np.linalg.norm(source)
-    assert np.array_equal(applied, pipeline(None).swap_target(grace, latent.reshape(-1)))
+    faces = pipeline(None).faces(grace)
+    assert np.array_equal(applied, pipeline(data).swap_faces(grace, faces, latent))
 
 
 def test_runtime_applies_the_emap(

@@ -357,9 +357,19 @@ def test_untrusted_signer_is_refused_by_name(
     assert not (tmp_path / "out.png").exists()
 
 
+def test_io_contract_mismatch_is_refused_at_lock(published: Published, tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="ff swap cannot run wrong_inswapper"):
+        published.project(tmp_path / "project", {**MODULES, "face_swapper": ("wrong_inswapper", ">=1")})
+    assert not (tmp_path / "project" / "facefusion.lock").exists()
+
+
 def test_io_contract_mismatch_is_refused_before_a_session(
-    published: Published, tmp_path: Path, counted_sessions: list[int]
+    published: Published, tmp_path: Path, counted_sessions: list[int],
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A lock made where ff swap's check was not installed (or by hand): the runtime
+    # still refuses the model before it builds a session.
+    monkeypatch.setattr("ffstore.workflow.check_models", lambda models, complete: [])
     workspace = published.project(tmp_path / "project",
                                   {**MODULES, "face_swapper": ("wrong_inswapper", ">=1")})
     with pytest.raises(ContractError) as raised:

@@ -1,39 +1,26 @@
-"""Face detectors: YuNet (box + 5 landmarks) and ULFD (box only).
+"""Face detectors: FaceFusion's four (retinaface_10g, scrfd_2.5g, yoloface_8n,
+yunet_2023_mar, run exactly as FaceFusion runs them), OpenCV's YuNet (decoded as
+OpenCV's FaceDetectorYN does) and ULFD (box only).
 
-Both return :class:`~ffswap.face.Face` records in input-image pixels, several per
+All return :class:`~ffswap.face.Face` records in input-image pixels, several per
 image, after a score threshold and non-maximum suppression.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from ffswap.contracts import Contract, TensorSpec
 from ffswap.face import Face
+from ffswap.zoo import YUNET_CONTRACT
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
 _STRIDES = (8, 16, 32)
-
-YUNET_CONTRACT = Contract(
-    name="yunet",
-    inputs=(TensorSpec("input", (1, 3, None, None)),),
-    outputs=tuple(
-        TensorSpec(f"{head}_{stride}", (1, None, width))
-        for head, width in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))
-        for stride in _STRIDES
-    ),
-)
-
-ULFD_CONTRACT = Contract(
-    name="ulfd",
-    inputs=(TensorSpec("input", (1, 3, None, None)),),
-    outputs=(TensorSpec("scores", (1, None, 2)), TensorSpec("boxes", (1, None, 4))),
-)
 
 # Where the five landmarks sit inside a ULFD box, as fractions of its width/height.
 # Measured as the mean YuNet landmarks relative to ULFD-RFB-320 boxes on the test
@@ -75,8 +62,6 @@ class YuNetDetector:
     fixed-size export) and zero-padded bottom/right to multiples of 32, so decoded
     coordinates only need dividing by the scale.
     """
-
-    CONTRACT = YUNET_CONTRACT
 
     def __init__(
         self,
@@ -161,8 +146,6 @@ class UlfdDetector:
     proportions (``Face.estimated`` is set): alignment is then approximate.
     """
 
-    CONTRACT = ULFD_CONTRACT
-
     def __init__(
         self,
         session: ort.InferenceSession,
@@ -200,3 +183,127 @@ class UlfdDetector:
                 )
             )
         return faces
+
+
+# --- FaceFusion's detectors ------------------------------------------------------
+
+_PIXELS = np.arange(256, dtype=np.float32)
+# FaceFusion normalises the detector canvas after casting it to float32, so these are
+# float32 arithmetic (unlike the crops of the models downstream).
+_NORMALISATION = {"-1..1": (_PIXELS - np.float32(127.5)) / np.float32(128.0),
+                  "0..1": _PIXELS / np.float32(255.0), "0..255": _PIXELS}
+
+
+@functools.cache
+def _static_anchors(stride: int, count: int, size: int) -> np.ndarray:
+    """FaceFusion's create_static_anchors: cell (row, col) at (col, row) * stride,
+    row-major, each repeated `count` times; no half-cell offset."""
+    cells = size // stride
+    rows, cols = np.divmod(np.arange(cells * cells), cells)
+    anchors = np.stack([cols, rows], axis=-1).astype(np.float32) * stride
+    return np.repeat(anchors, count, axis=0)
+
+
+class FaceFusionDetector:
+    """What FaceFusion's four detectors share: the frame only ever shrunk to fit the
+    detector size (restrict_frame), pasted top-left on a canvas of zeros
+    (prepare_detect_frame), normalised per model, BGR; everything decoded is scaled
+    back by the shrink ratios; one NMS over all candidates (apply_nms)."""
+
+    NORMALISATION = "0..255"
+
+    def __init__(self, session: ort.InferenceSession, *, size: int = 640, score: float = 0.5,
+                 nms: float = 0.4) -> None:
+        self._session = session
+        self._size = size
+        self._score = score
+        self._nms = nms
+        self._lut = _NORMALISATION[self.NORMALISATION]
+        self._input = session.get_inputs()[0].name
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        height, width = image.shape[:2]
+        size = self._size
+        if height > size or width > size:
+            scale = min(size / height, size / width)
+            image = cv2.resize(image, (int(width * scale), int(height * scale)))
+        ratio = np.array([width / image.shape[1], height / image.shape[0]], dtype=np.float32)
+        canvas = np.empty((1, 3, size, size), dtype=np.float32)
+        canvas[...] = self._lut[0]  # FaceFusion normalises the zero padding too
+        rows, cols = image.shape[:2]
+        for channel, plane in enumerate(cv2.split(image)):
+            canvas[0, channel, :rows, :cols] = cv2.LUT(plane, self._lut)
+        return canvas, ratio
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes [N,4], scores [N], landmarks [N,5,2]) in detector-input pixels."""
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in a BGR uint8 image, best score first."""
+        blob, ratio = self._prepare(image)
+        boxes, scores, points = self._decode(self._session.run(None, {self._input: blob}))
+        boxes = boxes * np.tile(ratio, 2)
+        boxes = np.column_stack([np.minimum(boxes[:, 0], boxes[:, 2]), np.minimum(boxes[:, 1], boxes[:, 3]),
+                                 np.maximum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 1], boxes[:, 3])])
+        points = points * ratio
+        keep = _nms(boxes, scores, self._score, self._nms)
+        return [Face(box=boxes[i].astype(np.float32), score=float(scores[i]),
+                     landmarks=points[i].astype(np.float32)) for i in keep]
+
+
+class AnchorDetector(FaceFusionDetector):
+    """retinaface_10g and scrfd_2.5g (FaceFusion decodes both alike): per stride 8,
+    16, 32 a score, four box distances and ten landmark offsets for each of two
+    anchors per cell, in stride units; outputs in that order, no batch axis."""
+
+    NORMALISATION = "-1..1"
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        boxes, scores, points = [], [], []
+        for index, stride in enumerate(_STRIDES):
+            score = outputs[index].reshape(-1)
+            keep = np.flatnonzero(score >= self._score)
+            anchors = _static_anchors(stride, 2, self._size)[keep]
+            distance = outputs[index + 3].reshape(-1, 4)[keep] * stride
+            offsets = outputs[index + 6].reshape(-1, 5, 2)[keep] * stride
+            boxes.append(np.concatenate([anchors - distance[:, :2], anchors + distance[:, 2:]], axis=1))
+            scores.append(score[keep])
+            points.append(offsets + anchors[:, None, :])
+        return np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+
+
+class YoloFaceDetector(FaceFusionDetector):
+    """yoloface_8n: one output [1, 20, 8400], per candidate its centre, size and
+    score, then five (x, y, confidence) landmarks, in detector-input pixels."""
+
+    NORMALISATION = "0..1"
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        detection = np.squeeze(outputs[0]).T
+        keep = np.flatnonzero(detection[:, 4] > self._score)  # strictly above, as FaceFusion
+        detection = detection[keep]
+        centre, half = detection[:, :2], detection[:, 2:4] / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1)
+        points = detection[:, 5:].reshape(-1, 5, 3)[:, :, :2]
+        return boxes, detection[:, 4], points
+
+
+class FaceFusionYuNetDetector(FaceFusionDetector):
+    """yunet_2023_mar as FaceFusion 3.4+ runs it: twelve outputs by position (cls,
+    obj, bbox, kps for strides 8, 16, 32), score cls * obj (OpenCV takes the square
+    root), on FaceFusion's 640x640 canvas of raw 0..255 BGR pixels."""
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        boxes, scores, points = [], [], []
+        for index, stride in enumerate(_STRIDES):
+            score = (outputs[index] * outputs[index + 3]).reshape(-1)
+            keep = np.flatnonzero(score >= self._score)
+            anchors = _static_anchors(stride, 1, self._size)[keep]
+            bbox = outputs[index + 6].reshape(-1, 4)[keep]
+            centre = bbox[:, :2] * stride + anchors
+            half = np.exp(bbox[:, 2:4]) * stride / 2
+            boxes.append(np.concatenate([centre - half, centre + half], axis=1))
+            scores.append(score[keep])
+            points.append(outputs[index + 9].reshape(-1, 5, 2)[keep] * stride + anchors[:, None, :])
+        return np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)

@@ -1,4 +1,4 @@
-"""ArcFace-style face recogniser (arcface_w600k_r50 contract): face → identity embedding."""
+"""ArcFace face recogniser (arcface_w600k_r50): face -> identity embedding."""
 
 from __future__ import annotations
 
@@ -7,27 +7,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ffswap.align import pixel_lut, warp_blob
-from ffswap.contracts import Contract, TensorSpec
 from ffswap.face import Face
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-ARCFACE_CONTRACT = Contract(
-    name="arcface",
-    inputs=(TensorSpec("input", (None, 3, 112, 112)),),
-    outputs=(TensorSpec("output", (None, 512)),),
-)
-
 
 class ArcFaceRecognizer:
     """Embeds a face aligned to the ``arcface_112_v2`` template, RGB scaled to -1..1.
 
-    The embedding is L2-normalised: swappers expect a unit-length identity vector,
-    and normalising here keeps the swap independent of the face crop's brightness.
+    The embedding is returned as the model gives it (FaceFusion's ``embedding``):
+    embedding converters take it as is, and each swapper normalises it where
+    FaceFusion does (see :class:`~ffswap.face.SourceFace`).
     """
 
-    CONTRACT = ARCFACE_CONTRACT
     SIZE = 112
 
     def __init__(self, session: ort.InferenceSession) -> None:
@@ -35,9 +28,7 @@ class ArcFaceRecognizer:
         self._lut = pixel_lut(127.5, 1.0)
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
-        """Unit-length float32 [512] identity embedding of ``face`` in a BGR image."""
+        """Float32 [512] identity embedding of ``face`` in a BGR image."""
         blob, _ = warp_blob(image, face.landmarks, "arcface_112_v2", self.SIZE, self._lut)
-        (embedding,) = self._session.run(["output"], {"input": blob})
-        vector = embedding.reshape(-1).astype(np.float32)
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0 else vector
+        embedding = self._session.run(None, {"input": blob})[0]
+        return embedding.reshape(-1).astype(np.float32)

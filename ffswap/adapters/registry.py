@@ -1,47 +1,71 @@
-"""Which adapters can serve each module, and picking one by a model's I/O signature."""
+"""From a profile (ffswap.zoo) and a session to a ready adapter."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from ffswap.adapters.detector import UlfdDetector, YuNetDetector
-from ffswap.adapters.enhancer import GfpganEnhancer
-from ffswap.adapters.recognizer import ArcFaceRecognizer
-from ffswap.adapters.swapper import InswapperSwapper
-from ffswap.contracts import IoSpec, check_contract
-from ffswap.errors import ContractError
-from ffswap.model_source import FACE_DETECTOR, FACE_ENHANCER, FACE_RECOGNIZER, FACE_SWAPPER
-
-AdapterClass = (
-    type[YuNetDetector]
-    | type[UlfdDetector]
-    | type[ArcFaceRecognizer]
-    | type[InswapperSwapper]
-    | type[GfpganEnhancer]
+from ffswap.adapters.detector import (
+    AnchorDetector,
+    FaceFusionDetector,
+    FaceFusionYuNetDetector,
+    UlfdDetector,
+    YoloFaceDetector,
+    YuNetDetector,
 )
+from ffswap.adapters.enhancer import FaceEnhancer
+from ffswap.adapters.landmarker import Fan2dfan4Landmarker, Fan68From5Estimator, PeppaWutzLandmarker
+from ffswap.adapters.recognizer import ArcFaceRecognizer
+from ffswap.adapters.swapper import EmbeddingConverter, FaceSwapAdapter
+from ffswap.contracts import IoSpec
+from ffswap.errors import ContractError
+from ffswap.zoo import Profile, UnsupportedModel, select_profile
 
-ADAPTERS: dict[str, tuple[AdapterClass, ...]] = {
-    FACE_DETECTOR: (YuNetDetector, UlfdDetector),
-    FACE_RECOGNIZER: (ArcFaceRecognizer,),
-    FACE_SWAPPER: (InswapperSwapper,),
-    FACE_ENHANCER: (GfpganEnhancer,),
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+    from ffstore.blobs import Contents
+
+ADAPTERS: dict[str, type] = {
+    "yunet": YuNetDetector,
+    "ulfd": UlfdDetector,
+    "anchor_detector": AnchorDetector,
+    "yolo_face": YoloFaceDetector,
+    "facefusion_yunet": FaceFusionYuNetDetector,
+    "2dfan4": Fan2dfan4Landmarker,
+    "peppa_wutz": PeppaWutzLandmarker,
+    "fan_68_5": Fan68From5Estimator,
+    "arcface": ArcFaceRecognizer,
+    "embedding_converter": EmbeddingConverter,
+    "swapper": FaceSwapAdapter,
+    "enhancer": FaceEnhancer,
 }
 
 
-def select_adapter(module: str, inputs: Sequence[IoSpec], outputs: Sequence[IoSpec]) -> AdapterClass:
-    """The first adapter for ``module`` whose contract the model's I/O satisfies.
+def profile_of(module: str, model: str, file: str | None, inputs: Sequence[IoSpec],
+               outputs: Sequence[IoSpec]) -> Profile:
+    """The profile for a model, or ContractError listing why none fits."""
+    try:
+        return select_profile(module, model, file, inputs, outputs)
+    except UnsupportedModel as exc:
+        raise ContractError(module, [str(exc), *exc.details]) from None
 
-    Raises :class:`ContractError` listing, per candidate adapter, what differs, so a
-    publisher sees why e.g. a detector matched neither YuNet nor ULFD.
-    """
-    if module not in ADAPTERS:
-        raise ValueError(f"unknown module {module!r}; known: {', '.join(ADAPTERS)}")
-    candidates = ADAPTERS[module]
-    differences: list[str] = []
-    for adapter in candidates:
-        found = check_contract(adapter.CONTRACT, inputs, outputs)
-        if not found:
-            return adapter
-        prefix = f"as {adapter.CONTRACT.name}: " if len(candidates) > 1 else ""
-        differences.extend(prefix + difference for difference in found)
-    raise ContractError(module, differences)
+
+def make_adapter(profile: Profile, session: ort.InferenceSession, model: Contents | None = None) -> Any:
+    """The adapter for `profile` over `session`; `model` is the model's bytes (the
+    swapper reads inswapper's emap from them)."""
+    adapter = ADAPTERS[profile.adapter]
+    if adapter is FaceSwapAdapter:
+        return FaceSwapAdapter(session, options=profile.options, model=model)
+    if adapter is EmbeddingConverter:
+        return EmbeddingConverter(session, serves=profile.options["serves"])
+    if adapter is FaceEnhancer:
+        return FaceEnhancer(session, options=profile.options)
+    if issubclass(adapter, FaceFusionDetector):
+        return adapter(session, **profile.options)
+    return adapter(session)
+
+
+def select_adapter(module: str, inputs: Sequence[IoSpec], outputs: Sequence[IoSpec]) -> type:
+    """The adapter class for a model known only by its I/O (a generic contract)."""
+    return ADAPTERS[profile_of(module, "", None, inputs, outputs).adapter]

@@ -1,75 +1,120 @@
-"""inswapper_128-style face swapper: puts a source identity onto a target face."""
+"""Face swappers, run as FaceFusion runs them: one adapter for every swapper type
+(inswapper, HyperSwap, SimSwap, GHOST, HifiFace, BlendSwap, UniFace), set up by the
+model's profile (template, crop size, mean and standard deviation; see ffswap.zoo),
+and the embedding converters GHOST, SimSwap and HifiFace need.
+
+What differs by type is only how the model's ``source`` input is made from the
+source face (the emap, a converter, the unit embedding, or a face crop) and in which
+range the output comes back; the target crop, the box mask and the paste-back are
+shared."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ffstore.blobs import Contents
 from ffstore.onnxinfo import last_initializer
-from ffswap.align import pixel_lut, warp_blob
-from ffswap.contracts import Contract, TensorSpec
-from ffswap.face import Face
+from ffswap.align import normalising_lut, pixel_lut, warp_blob
+from ffswap.errors import SwapError
+from ffswap.face import Face, SourceFace, unit
 from ffswap.paste import box_mask, paste_back
+from ffswap.zoo import ZOO
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-INSWAPPER_CONTRACT = Contract(
-    name="inswapper",
-    inputs=(TensorSpec("target", (1, 3, 128, 128)), TensorSpec("source", (1, 512))),
-    outputs=(TensorSpec("output", (1, 3, 128, 128)),),
-)
-
-
 EMAP_DIMS = [512, 512]
-_FLOAT32 = 1  # TensorProto.FLOAT
+_EMAP_TYPES = {1: "<f4", 10: "<f2"}  # TensorProto FLOAT, FLOAT16 (inswapper_128_fp16)
+# Output in -1..1 for these types, 0..1 for the others (FaceFusion's normalize_crop_frame).
+_SIGNED_OUTPUT = ("ghost", "hififace", "hyperswap", "uniface")
+_CONVERTED = {"ghost": False, "simswap": True, "hififace": True}  # type -> normalised after
 
 
 def read_emap(model: Contents) -> np.ndarray | None:
-    """The inswapper ``emap``: the model's last initializer when it is a float32
-    [512, 512] matrix stored inline, else ``None`` (a model without one)."""
+    """The inswapper ``emap``: the model's last initializer when it is a [512, 512]
+    matrix stored inline (float32, or float16 in the fp16 release), as float32;
+    else ``None`` (a model without one)."""
     tensor = last_initializer(model)
-    if tensor is None or tensor.data_type != _FLOAT32 or tensor.dims != EMAP_DIMS:
+    if tensor is None or tensor.dims != EMAP_DIMS or tensor.data_type not in _EMAP_TYPES:
         return None
-    if len(tensor.data) != 512 * 512 * 4:
+    dtype = np.dtype(_EMAP_TYPES[tensor.data_type])
+    if len(tensor.data) != 512 * 512 * dtype.itemsize:
         return None
-    return np.frombuffer(tensor.data, dtype="<f4").reshape(512, 512).astype(np.float32)
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(512, 512).astype(np.float32)
 
 
-class InswapperSwapper:
-    """Swaps one target face: ``arcface_128_v2`` crop, RGB 0..1, pasted back through
-    a feathered box mask.
+class EmbeddingConverter:
+    """Maps an ArcFace embedding into a swapper's own identity space (FaceFusion's
+    crossface_* / arcface_converter_* models): ``input`` [1, 512] -> [1, 512]."""
 
-    The source is the recogniser's embedding. Given the ``model`` bytes, a real
-    inswapper_128's ``emap`` (its last initializer, float32 [512, 512]) is read from
-    them and applied as FaceFusion does: ``embedding @ emap / |embedding|``. A model
-    without one (or no ``model``) gets the unit-length embedding itself.
-    """
-
-    CONTRACT = INSWAPPER_CONTRACT
-    SIZE = 128
-
-    def __init__(
-        self, session: ort.InferenceSession, *, model: Contents | None = None, mask_blur: float = 0.3
-    ) -> None:
+    def __init__(self, session: ort.InferenceSession, *, serves: str) -> None:
         self._session = session
-        self._emap = None if model is None else read_emap(model)
-        self._mask = box_mask(self.SIZE, mask_blur)
-        self._lut = pixel_lut(255.0, 0.0)
+        self.serves = serves
 
-    def source_input(self, embedding: np.ndarray) -> np.ndarray:
-        """The model's ``source`` input for a recogniser embedding: [1, 512] float32."""
-        source = embedding.reshape(1, -1).astype(np.float32)
-        if self._emap is None:
-            return source
-        norm = np.linalg.norm(source)
-        return (source @ self._emap) / (norm if norm > 0 else 1.0)
+    def convert(self, embedding: np.ndarray) -> np.ndarray:
+        feed = {"input": embedding.reshape(-1, 512).astype(np.float32)}
+        return self._session.run(None, feed)[0].ravel().astype(np.float32)
 
-    def swap_in_place(self, frame: np.ndarray, face: Face, embedding: np.ndarray) -> None:
-        """Give ``face`` of the BGR ``frame`` the source identity, in place."""
-        target, matrix = warp_blob(frame, face.landmarks, "arcface_128_v2", self.SIZE, self._lut)
-        feeds = {"target": target, "source": self.source_input(embedding)}
-        (output,) = self._session.run(["output"], feeds)
-        paste_back(frame, output[0], 255.0, 0.0, self._mask, matrix)
+
+class FaceSwapAdapter:
+    """Swaps one target face at a time; see the module docstring. ``model`` is the
+    model's own bytes, where inswapper keeps its emap (the last initializer)."""
+
+    def __init__(self, session: ort.InferenceSession, *, options: Mapping[str, Any] | None = None,
+                 model: Contents | None = None, mask_blur: float = 0.3) -> None:
+        options = options or ZOO["inswapper_128"].options
+        self._session = session
+        self.type: str = options["type"]
+        self._template = options["template"]
+        self._size: int = options["size"]
+        self._converter_type: str | None = options.get("converter")
+        self._source_crop: tuple[str, int] | None = options.get("source_crop")
+        self._emap = read_emap(model) if self.type == "inswapper" and model is not None else None
+        mean, std = options["mean"], options["std"]
+        self._lut = normalising_lut(mean, std)
+        if self.type in _SIGNED_OUTPUT:  # x * std + mean, then to 0..255 (std, mean uniform)
+            self._scale, self._offset = 255.0 * std[0], 255.0 * mean[0]
+        else:
+            self._scale, self._offset = 255.0, 0.0
+        self._mask = box_mask(self._size, mask_blur)
+        self._source_lut = pixel_lut(255.0, 0.0)
+
+    @property
+    def needs_converter(self) -> str | None:
+        """The converter type this swapper's source goes through, if any."""
+        return self._converter_type
+
+    def source_input(self, source: SourceFace | np.ndarray,
+                     converter: EmbeddingConverter | None = None) -> np.ndarray:
+        """The model's ``source`` input for a source face (or just its embedding),
+        made once per source and reused for every target face."""
+        if self._source_crop is not None:
+            if not isinstance(source, SourceFace):
+                raise SwapError(f"a {self.type} swapper takes the source face's image, not an "
+                                "embedding")
+            template, size = self._source_crop
+            blob, _ = warp_blob(source.image, source.face.landmarks, template, size, self._source_lut)
+            return blob
+        embedding = source.embedding if isinstance(source, SourceFace) else np.asarray(source)
+        vector = embedding.reshape(1, -1).astype(np.float32)
+        if self._converter_type is not None:
+            if converter is None or converter.serves != self._converter_type:
+                raise SwapError(f"a {self.type} swapper needs its embedding converter "
+                                f"(crossface_{self._converter_type}); add it to "
+                                "modules.face_swapper in facefusion.toml")
+            converted = converter.convert(vector).reshape(1, -1)
+            return unit(converted) if _CONVERTED[self.type] else converted
+        if self._emap is not None:
+            norm = np.linalg.norm(vector)
+            return (vector @ self._emap) / (norm if norm > 0 else 1.0)
+        return unit(vector)
+
+    def swap_in_place(self, frame: np.ndarray, face: Face, source: np.ndarray) -> None:
+        """Give ``face`` of the BGR ``frame`` the identity ``source`` (the model's
+        source input, see :meth:`source_input`), in place."""
+        target, matrix = warp_blob(frame, face.landmarks, self._template, self._size, self._lut)
+        output = self._session.run(None, {"target": target, "source": source})[0]
+        paste_back(frame, output[0], self._scale, self._offset, self._mask, matrix)
