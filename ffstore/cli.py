@@ -7,6 +7,7 @@ Commands from other packages (ffswap's `ff swap`) are found through the
 start fast and ffstore never imports ffswap."""
 
 import gc as garbage_collector
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -152,24 +153,51 @@ def publish(ctx: click.Context, files: tuple[str, ...], registry: str, model: st
 
 @cli.command("import")
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
-@click.option("--registry", required=True, type=click.Path(file_okay=False))
+@click.option("--registry", required=True, type=click.Path(file_okay=False),
+              help="Registry directory to publish into (created if missing).")
 @click.option("--key", "key_name", required=True, help="Signing key name or .key file.")
 @click.option("--version", "version", default="1.0.0", show_default=True,
               help="Version given to every imported model.")
+@click.option("--module", "modules", multiple=True, metavar="STEM=MODULE",
+              help="The module of a file ff does not know (e.g. my_swapper=face_swapper).")
+@click.option("--init", is_flag=True,
+              help="Also write a facefusion.toml here (if there is none) pinning FaceFusion's "
+                   "default models among those imported.")
 @click.pass_context
-def import_(ctx: click.Context, source: str, registry: str, key_name: str, version: str) -> None:
-    """Import a FaceFusion models folder (.assets/models/*.onnx) as signed versions."""
+def import_(ctx: click.Context, source: str, registry: str, key_name: str, version: str,
+            modules: tuple[str, ...], init: bool) -> None:
+    """Import a FaceFusion models folder (.assets/models) as signed versions."""
+    from ffstore.facefusion import default_modules
+    from ffstore.project import TOML_NAME, starter_toml
     from ffstore.publish import import_facefusion
 
+    named = {}
+    for item in modules:
+        stem, equals, kind = item.partition("=")
+        if not equals or not stem or not kind:
+            raise InputError(f"--module {item!r}: write STEM=MODULE, e.g. my_swapper=face_swapper")
+        named[stem] = kind
     context = _context(ctx, need_project=False)
-    results, skipped = import_facefusion(Path(source), Path(registry),
-                                         _load_key(context, key_name), version,
-                                         context.setting("index_expiry_days"))
+    root = Path(ctx.find_root().params.get("project") or ".").resolve()
+    toml = root / TOML_NAME
+    if init and toml.exists():
+        raise InputError(f"{toml} exists already; edit it, or drop --init")
+    key = _load_key(context, key_name)
+    results, notes = import_facefusion(Path(source), Path(registry), key, version,
+                                       context.setting("index_expiry_days"), named)
     for result in results:
+        state = "" if result.new_version else " (already there)"
         _say(ctx, f"{result.manifest.model} {result.manifest.version} "
-                  f"({result.manifest.module}): {result.manifest.digest}")
-    for name in skipped:
-        click.echo(f"skipped {name}", err=True)
+                  f"({result.manifest.module}): {result.manifest.digest}{state}")
+    for note in notes:
+        _note(ctx, note)
+    if init:
+        from ffstore import fsutil
+
+        location = os.path.relpath(Path(registry).resolve(), root)
+        chosen = default_modules([result.manifest.model for result in results])
+        fsutil.atomic_write(toml, starter_toml(location, key.key_id, chosen, version))
+        _say(ctx, f"wrote {toml} ({len(chosen)} modules); next: ff lock")
 
 
 @cli.command()

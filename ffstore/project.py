@@ -2,6 +2,7 @@
 module a model and a version range). Parsed and validated once, here, so every
 command reports the same one-line error for the same mistake."""
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,3 +164,23 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
                 raise InputError(f"{where}: modules.{kind} lists {spec.model} twice")
             modules[spec.name] = spec
     return Project(root, registries, trusted, modules, _table(doc, "settings", where))
+
+
+def starter_toml(registry: str, key_id: str, modules: dict[str, list[str]], version: str) -> bytes:
+    """A first facefusion.toml (people edit it afterwards, so it is written as text
+    with comments rather than dumped): one registry, one trusted key, and per module
+    its models at `version` or newer. Strings are quoted as JSON does, which TOML
+    reads the same."""
+
+    def entry(model: str) -> str:
+        return f"{{ model = {json.dumps(model)}, version = {json.dumps('>=' + version)} }}"
+
+    lines = ["# Written by `ff import --init`. Edit it, then run `ff lock`.", "", "[registries]",
+             f"default = {json.dumps(registry)}", "", "[trust]", f"keys = [{json.dumps(key_id)}]",
+             "", "[modules]"]
+    for kind, models in sorted(modules.items()):
+        if len(models) == 1:
+            lines.append(f"{kind} = {entry(models[0])}")
+        else:
+            lines += [f"{kind} = [", *(f"    {entry(model)}," for model in models), "]"]
+    return ("\n".join(lines) + "\n").encode()

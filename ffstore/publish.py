@@ -5,6 +5,7 @@ then the index last. A publish killed at any point leaves the previous index, so
 readers never see a version whose files are not all there."""
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ffstore.registry import layout
 from ffstore.signing import SigningKey
 
 DEFAULT_REQUIRES_FF = ">=0.1"
+ONNX_SUFFIXES = (".onnx", ".dfm")  # .dfm: DeepFaceLive's models, ONNX inside
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,11 @@ class PublishResult:
     new_signature: bool
 
 
-def _relative_paths(files: list[Path]) -> list[tuple[Path, str]]:
-    """Manifest paths are relative to the files' common directory. Symlinks are
-    refused: what gets signed must be the file that was named, nothing it points at."""
+def _relative_paths(files: list[Path], names: tuple[str, ...] | None = None
+                    ) -> list[tuple[Path, str]]:
+    """Manifest paths are `names`, or relative to the files' common directory.
+    Symlinks are refused: what gets signed must be the file that was named, nothing
+    it points at."""
     for file in files:
         if file.is_symlink():
             raise InputError(f"{file} is a symlink; publish the file it points to")
@@ -50,9 +54,11 @@ def _relative_paths(files: list[Path]) -> list[tuple[Path, str]]:
             raise InputError(f"{file} is not a file")
     absolute = [file.absolute() for file in files]
     base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    if names is not None and len(names) != len(files):
+        raise InputError("give one manifest path per file")
     result = []
-    for file in absolute:
-        relative = file.relative_to(base).as_posix()
+    for index, file in enumerate(absolute):
+        relative = names[index] if names is not None else file.relative_to(base).as_posix()
         try:
             result.append((file, check_relative_path(relative, "publish")))
         except VerificationError as exc:
@@ -73,13 +79,15 @@ def _read_index(root: Path) -> Index:
 
 @dataclass(frozen=True)
 class Release:
-    """One model version to publish: its files and what they are."""
+    """One model version to publish: its files and what they are. `names` are the
+    files' paths in the manifest (default: relative to their common directory)."""
 
     files: tuple[Path, ...]
     model: str
     version: str
     module: str
     requires_ff: str = DEFAULT_REQUIRES_FF
+    names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,10 +106,10 @@ def _prepare(release: Release) -> _Prepared:
     check_version_range(release.requires_ff, "--requires-ff")
     if not release.files:
         raise InputError("nothing to publish: name at least one file")
-    named = _relative_paths(list(release.files))
+    named = _relative_paths(list(release.files), release.names)
     onnx: list[dict[str, Any] | None] = []
     for source, relative in named:
-        if not relative.endswith(".onnx"):
+        if not relative.endswith(ONNX_SUFFIXES):
             onnx.append(None)
             continue
         try:
@@ -233,50 +241,22 @@ def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days:
     fsutil.atomic_write(registry_root / layout.INDEX, index.to_bytes(), mode=0o644)
 
 
-# FaceFusion's model file names start with their family; the family says the module.
-_FAMILIES = {
-    "face_detector": ("retinaface", "scrfd", "yoloface", "yunet"),
-    "face_landmarker": ("2dfan4", "peppa_wutz", "fan_68_5"),
-    "face_recognizer": ("arcface",),
-    "face_swapper": ("inswapper", "simswap", "blendswap", "ghost", "uniface", "hififace",
-                     "hyperswap"),
-    "face_enhancer": ("gfpgan", "codeformer", "gpen", "restoreformer"),
-    "face_masker": ("xseg", "dfl_xseg", "bisenet"),
-    "face_classifier": ("fairface",),
-    "frame_enhancer": ("real_esrgan", "real_hatgan", "real_web_photo", "span_kendata",
-                       "ultra_sharp", "lsdir", "nomos", "clear_reality"),
-    "frame_colorizer": ("ddcolor", "deoldify"),
-    "lip_syncer": ("wav2lip",),
-    "age_modifier": ("styleganex",),
-    "expression_restorer": ("live_portrait",),
-}
-
-
-def module_for_model_file(name: str) -> str | None:
-    lowered = name.lower()
-    for module, families in _FAMILIES.items():
-        if lowered.startswith(families):
-            return module
-    return None
-
-
 def import_facefusion(source: Path, registry_root: Path, key: SigningKey, version: str,
-                      expiry_days: int = 365) -> tuple[list[PublishResult], list[str]]:
-    """Publish every model of a FaceFusion models folder (`.assets/models/*.onnx`)
-    as a signed version; returns what was published and the files skipped."""
-    folder = source / ".assets" / "models" if (source / ".assets" / "models").is_dir() else source
-    models = sorted(folder.glob("*.onnx"))
-    if not models:
-        raise InputError(f"no .onnx files in {folder}; point ff import at a FaceFusion "
-                         "directory (with .assets/models) or at its models folder")
-    results, skipped = [], []
-    for path in models:
-        module = module_for_model_file(path.stem)
-        if module is None:
-            skipped.append(f"{path.name} (unknown model family)")
-            continue
-        model = path.stem
-        companions = sorted(p for p in folder.glob(f"{path.name}.*") if p.suffix != ".hash")
-        results.append(publish(registry_root, [path, *companions], model, version, module, key,
-                               expiry_days=expiry_days))
-    return results, skipped
+                      expiry_days: int = 365, modules: Mapping[str, str] | None = None
+                      ) -> tuple[list[PublishResult], list[str]]:
+    """Publish every model of a FaceFusion models folder as a signed version, at
+    FaceFusion's file names. All of them or none: a file ff does not know (unless
+    `modules` names its kind), a damaged one (its `.hash` disagrees) or one an
+    installed runtime cannot run is refused before anything is written. Returns what
+    was published and what the runtimes note."""
+    from ffstore.consumers import ModelInfo, check_models
+    from ffstore.facefusion import check_hashes, find_models, models_folder
+
+    found = find_models(models_folder(source), modules or {})
+    check_hashes(found)
+    releases = [Release(item.files, item.model, version, item.module, names=item.paths)
+                for item in found]
+    prepared = [_prepare(release) for release in releases]
+    notes = check_models([ModelInfo(p.release.module, p.release.model, p.release.version,
+                                    p.named[0][1], p.onnx[0]) for p in prepared], complete=False)
+    return publish_releases(registry_root, releases, key, expiry_days), notes

@@ -179,6 +179,10 @@ def test_malformed_toml(locked: Workspace) -> None:
     ('[modules]\nface_swaper = { model = "x", version = ">=1" }\n', "unknown module 'face_swaper'"),
     ('[trust]\nkeys = ["rsa:abc"]\n', "not a key id"),
     ('[modulez]\n', "unknown section"),
+    ('[modules]\nface_detector = { model = "ulfd", verison = ">=1" }\n', "unknown key(s) 'verison'"),
+    ('[modules]\nface_detector = [{ model = "ulfd" }, { model = "ulfd" }]\n', "lists ulfd twice"),
+    ('[modules]\nface_detector = []\n', "empty list"),
+    ('[trust]\nkey = []\n', "unknown key(s) 'key'"),
 ])
 def test_invalid_toml_contents(locked: Workspace, toml: str, phrase: str) -> None:
     (locked.project / "facefusion.toml").write_text('[registries]\ndefault = "../registry"\n' + toml)

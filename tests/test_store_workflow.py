@@ -3,6 +3,7 @@ verify, and team consistency across two stores."""
 
 import hashlib
 import tomllib
+import zlib
 from pathlib import Path
 
 from tests.conftest import ULFD, YUNET, Workspace, make_runner
@@ -144,10 +145,20 @@ def test_import_facefusion_models_folder(workspace: Workspace, tmp_path: Path) -
     (models / "yunet_2023mar.onnx").write_bytes(YUNET.read_bytes())
     (models / "yunet_2023mar.hash").write_text("0000")
     (models / "mystery_model.onnx").write_bytes(YUNET.read_bytes())
-    result = workspace.run("import", str(tmp_path / "facefusion"), "--registry",
-                           str(workspace.registry), "--key", "alice")
+    command = ("import", str(tmp_path / "facefusion"), "--registry", str(workspace.registry),
+               "--key", "alice")
+    # A file ff does not know is refused, not skipped; nothing is published.
+    unknown = workspace.run(*command, expect=2)
+    assert "mystery_model.onnx" in unknown.err and "--module" in unknown.err
+    assert not workspace.registry.exists()
+    # A .hash that does not match its file means the file is damaged.
+    damaged = workspace.run(*command, "--module", "mystery_model=face_detector", expect=1)
+    assert "yunet_2023mar.onnx is damaged" in damaged.err
+    assert not workspace.registry.exists()
+    (models / "yunet_2023mar.hash").write_text(format(zlib.crc32(YUNET.read_bytes()), "08x"))
+    result = workspace.run(*command, "--module", "mystery_model=face_detector")
     assert "yunet_2023mar 1.0.0 (face_detector)" in result.out
-    assert "mystery_model.onnx" in result.err
+    assert "mystery_model 1.0.0 (face_detector)" in result.out
     workspace.write_toml({"face_detector": ("yunet_2023mar", "==1.0.0")})
     workspace.run("lock")
     workspace.run("sync")
@@ -207,3 +218,41 @@ def test_a_rewritten_release_is_reported_not_followed(workspace: Workspace) -> N
     result = workspace.run("lock", expect=1)
     assert "was changed" in result.err or "lists ulfd 1.0.0" in result.err
     assert workspace.lock_text == before
+
+
+def test_several_models_of_one_module(workspace: Workspace) -> None:
+    """A kind may list several models (FaceFusion loads 2dfan4 and fan_68_5 at once);
+    each is an entry named KIND/MODEL that lock, status, path and rollback handle."""
+    workspace.publish(ULFD["slim-320"], "occluder", "1.0.0", module="face_masker")
+    workspace.publish(ULFD["RFB-320"], "occluder", "1.1.0", module="face_masker")
+    workspace.publish(ULFD["RFB-640"], "parser", "1.0.0", module="face_masker")
+    workspace.publish(YUNET, "yunet", "2026.5.0")
+    (workspace.project / "facefusion.toml").write_text(
+        '[registries]\ndefault = "../registry"\n\n'
+        f'[trust]\nkeys = ["{workspace.key_id}"]\n\n'
+        '[modules]\nface_detector = { model = "yunet", version = ">=2026" }\n'
+        'face_masker = [\n    { model = "occluder", version = ">=1" },\n'
+        '    { model = "parser", version = ">=1" },\n]\n')
+    result = workspace.run("lock")
+    assert "face_masker/occluder: occluder 1.1.0" in result.out
+    assert "face_masker/parser: parser 1.0.0" in result.out
+    assert "ff swap does not use occluder (face_masker), parser (face_masker)" in result.err
+    lock = _lock(workspace)
+    assert lock["lock-version"] == 2
+    assert set(lock["modules"]) == {"face_detector", "face_masker/occluder", "face_masker/parser"}
+    workspace.run("sync")
+    status = workspace.run("status").out
+    assert "face_masker/occluder" in status and "face_masker/parser" in status
+    assert workspace.run("path", "face_masker/parser").out.strip().endswith("version-RFB-640.onnx")
+    ambiguous = workspace.run("rollback", "face_masker", expect=2)
+    assert "face_masker has 2 models" in ambiguous.err and "face_masker/occluder" in ambiguous.err
+    rolled = workspace.run("rollback", "face_masker/occluder").out
+    assert "face_masker/occluder: occluder 1.1.0 -> 1.0.0 (held)" in rolled
+    assert _lock(workspace)["holds"]["face_masker/occluder"]["version"] == "1.0.0"
+    assert "1.0.0" in workspace.run("history", "face_masker/occluder").out
+    workspace.run("lock", "--upgrade-module", "face_masker")  # every entry of the kind
+    assert _version(workspace, "face_masker/occluder") == "1.1.0"
+    # Back to one model per kind: the lock is version 1 again, readable by older ff.
+    workspace.write_toml({"face_detector": ("yunet", ">=2026")})
+    workspace.run("lock")
+    assert _lock(workspace)["lock-version"] == 1

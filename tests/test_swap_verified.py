@@ -534,3 +534,96 @@ def test_onnxruntime_copies_the_weights_it_is_handed(grace: np.ndarray) -> None:
     after = session.run(None, {"input": image})
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     memory.close()  # BufferError if a view were still alive
+
+
+# --- what ff swap says: fetching, offline, video progress, audio ----------------------
+
+
+def test_swap_fetches_what_the_store_lacks_or_refuses_offline(
+    published: Published, tmp_path: Path
+) -> None:
+    workspace = published.project(tmp_path / "project", home=tmp_path / "empty-home")
+    output = tmp_path / "out.png"
+    refused = workspace.run("swap", "--source", str(ASTRONAUT), "--target", str(GRACE_HOPPER),
+                            "--output", str(output), "--offline", expect=1)
+    assert "run `ff sync`" in _one_line_error(refused)
+    assert not output.exists()
+    _swap(workspace, ASTRONAUT, GRACE_HOPPER, output)  # online: fetched, verified, swapped
+    assert output.exists()
+    assert "synced" in workspace.run("status").out
+
+
+def test_frame_progress_shows_rate_and_eta_and_ends_its_line() -> None:
+    from ffswap.cli import FrameProgress
+
+    stream = io.StringIO()
+    progress = FrameProgress(stream)
+    for done in range(1, 11):
+        progress(done, 10)
+    progress.end()
+    text = stream.getvalue()
+    assert "frames 10/10" in text and " fps" in text and "ETA 0:00" in text
+    assert text.endswith("\n")
+
+
+def _with_sound(video: Path, output: Path) -> Path:
+    """`video` with a one-second tone muxed in (Matroska holds MJPG and PCM)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+                    "-c:a", "pcm_s16le", "-shortest", str(output)], check=True)
+    return output
+
+
+def _audio_streams(video: Path) -> str:
+    return subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
+                           "stream=codec_name", "-of", "csv=p=0", str(video)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (.ci/run installs it)")
+def test_swap_video_keeps_the_audio(published: Published, tmp_path: Path, astronaut: np.ndarray) -> None:
+    target = _with_sound(pan_video(tmp_path / "pan.avi", astronaut, frames=12), tmp_path / "pan.mkv")
+    assert _audio_streams(target) == "pcm_s16le"
+    output = tmp_path / "out.mkv"
+    result = _swap(published.workspace, GRACE_HOPPER, target, output)
+    assert "12 frames, 12 with faces, audio kept" in result.out
+    assert _audio_streams(output) == "pcm_s16le"
+    capture = cv2.VideoCapture(str(output))
+    try:
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    finally:
+        capture.release()
+    assert sorted(os.listdir(tmp_path)) == ["out.mkv", "pan.avi", "pan.mkv"], "no temp files left"
+
+
+def test_swap_video_says_when_ffmpeg_is_missing(
+    published: Published, tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = pan_video(tmp_path / "pan.avi", astronaut, frames=4)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    result = _swap(published.workspace, GRACE_HOPPER, target, tmp_path / "out.avi")
+    assert "4 frames, 4 with faces" in result.out
+    assert "ffmpeg is not installed: the output has no sound" in result.err
+    assert (tmp_path / "out.avi").exists()
+
+
+def test_a_release_for_a_newer_ff_is_refused_by_rollback_and_by_the_runtime(
+    published: Published, tmp_path: Path
+) -> None:
+    registry = shutil.copytree(published.registry, tmp_path / "registry")  # the shared one stays
+    workspace = published.project(tmp_path / "project")
+    workspace.write_toml(MODULES, registry=str(registry))
+    path = tmp_path / "future" / "inswapper_128.onnx"
+    path.parent.mkdir()
+    path.write_bytes(standins.face_swapper(3))
+    workspace.run("publish", str(path), "--registry", str(registry), "--model",
+                  "standin_inswapper", "--version", "1.9.0", "--module", "face_swapper", "--key",
+                  "alice", "--requires-ff", ">=99")
+    before = workspace.lock_text
+    refused = workspace.run("rollback", "face_swapper", "--to", "1.9.0", expect=2)
+    assert "needs ff >=99" in _one_line_error(refused)
+    assert workspace.lock_text == before
+    with Runtime(LockedModels(context_of(workspace)), execution_provider="cpu") as runtime:
+        with pytest.raises(InputError, match="needs ff >=99"):
+            runtime.switch("face_swapper", "1.9.0")
+        assert runtime.active["face_swapper"].version == "1.1.0"
