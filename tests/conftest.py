@@ -1,10 +1,12 @@
 """Shared fixtures: an in-process `ff` runner (fast: no interpreter start per call)
 and a workspace with a signing key, a registry directory and a project."""
 
+import io
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,6 +86,22 @@ def workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     run = make_runner(capsys, project, home, monkeypatch)
     key_id = run("key", "generate", "alice").out.strip()
     yield Workspace(tmp_path, home, project, registry, key_id, run)
+
+
+def ff_runner(home: Path, project: Path) -> Callable[..., Result]:
+    """In-process `ff` bound to a store and a project by flags, not by chdir/env, so
+    module-scoped fixtures (which cannot use monkeypatch or capsys) can call it."""
+
+    def run(*args: str, expect: int | None = 0) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["--home", str(home), "--project", str(project), *args])
+        result = Result(code, out.getvalue(), err.getvalue())
+        if expect is not None:
+            assert code == expect, f"ff {' '.join(args)} -> {code}\n{result.out}\n{result.err}"
+        return result
+
+    return run
 
 
 def run_ff_process(args: list[str], cwd: Path, home: Path, **kwargs: object) -> subprocess.CompletedProcess:

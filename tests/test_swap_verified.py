@@ -16,8 +16,7 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Iterator
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ffstore.cli import main
 from ffstore.context import Context, open_context
 from ffstore.errors import InputError, VerificationError
 from ffswap import standins
@@ -36,7 +34,7 @@ from ffswap.locked import LockedModels
 from ffswap.media import read_image
 from ffswap.providers import make_session
 from ffswap.runtime import Runtime
-from tests.conftest import Result, Workspace
+from tests.conftest import Result, Workspace, ff_runner
 from tests.swap_fixtures import (
     ASTRONAUT,
     GRACE_HOPPER,
@@ -57,22 +55,6 @@ MODULES = {
 }
 GRACE_FACE = (183, 121, 353, 333)  # YuNet's box for Grace Hopper (x1, y1, x2, y2)
 CORNERS = (np.s_[:60, :60], np.s_[:60, -60:], np.s_[-60:, :60], np.s_[-60:, -60:])
-
-
-def ff_runner(home: Path, project: Path) -> Callable[..., Result]:
-    """In-process `ff` bound to a store and a project by flags, not by chdir/env, so
-    module-scoped fixtures (which cannot use monkeypatch or capsys) can call it."""
-
-    def run(*args: str, expect: int | None = 0) -> Result:
-        out, err = io.StringIO(), io.StringIO()
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(["--home", str(home), "--project", str(project), *args])
-        result = Result(code, out.getvalue(), err.getvalue())
-        if expect is not None:
-            assert code == expect, f"ff {' '.join(args)} -> {code}\n{result.out}\n{result.err}"
-        return result
-
-    return run
 
 
 @dataclass(frozen=True)
