@@ -200,20 +200,23 @@ def check_hashes(found: list[FoundModel]) -> None:
                 f"{recorded!r}; let FaceFusion download it again (delete both files), then import")
 
 
-# What FaceFusion 3.3+ runs by default, by module: the first present of each list
-# (one model), or all present (several: FaceFusion loads them together).
-_DEFAULT_ONE = {
-    "face_detector": ("yoloface_8n", "retinaface_10g", "scrfd_2.5g", "yunet_2023_mar"),
-    "face_recognizer": ("arcface_w600k_r50",),
-    "face_swapper": ("hyperswap_1a_256", "inswapper_128_fp16", "inswapper_128"),
-    "face_classifier": ("fairface",),
-    "voice_extractor": ("kim_vocal_2", "kim_vocal_1", "uvr_mdxnet"),
-}
-_DEFAULT_ALL = {
-    "face_landmarker": ("2dfan4", "fan_68_5", "face_landmarker_68_5"),
-    "face_masker": ("xseg_1", "bisenet_resnet_34"),
-    "content_analyser": ("nsfw_1", "nsfw_2", "nsfw_3", "open_nsfw"),
-}
+# What FaceFusion 3.3+ runs by default: per slot, the first of its models present
+# (older names last). A module may have several slots: FaceFusion loads 2dfan4 with
+# fan_68_5, its occluder with its parser, its three content analysers together.
+_DEFAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("face_detector", ("yoloface_8n", "retinaface_10g", "scrfd_2.5g", "yunet_2023_mar")),
+    ("face_landmarker", ("2dfan4", "peppa_wutz")),
+    ("face_landmarker", ("fan_68_5", "face_landmarker_68_5")),
+    ("face_recognizer", ("arcface_w600k_r50",)),
+    ("face_swapper", ("hyperswap_1a_256", "inswapper_128_fp16", "inswapper_128")),
+    ("face_classifier", ("fairface",)),
+    ("face_masker", ("xseg_1",)),
+    ("face_masker", ("bisenet_resnet_34",)),
+    ("content_analyser", ("nsfw_1", "open_nsfw")),
+    ("content_analyser", ("nsfw_2",)),
+    ("content_analyser", ("nsfw_3",)),
+    ("voice_extractor", ("kim_vocal_2", "kim_vocal_1", "uvr_mdxnet")),
+)
 
 
 def default_modules(models: list[str]) -> dict[str, list[str]]:
@@ -221,8 +224,9 @@ def default_modules(models: list[str]) -> dict[str, list[str]]:
     what a starter facefusion.toml pins so that `ff export` gives FaceFusion
     everything its default run loads."""
     present = set(models)
-    chosen = {kind: [next(m for m in names if m in present)]
-              for kind, names in _DEFAULT_ONE.items() if present & set(names)}
-    chosen |= {kind: [m for m in names if m in present]
-               for kind, names in _DEFAULT_ALL.items() if present & set(names)}
+    chosen: dict[str, list[str]] = {}
+    for kind, names in _DEFAULTS:
+        found = next((name for name in names if name in present), None)
+        if found is not None:
+            chosen.setdefault(kind, []).append(found)
     return chosen

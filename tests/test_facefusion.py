@@ -259,3 +259,26 @@ def test_models_ff_swap_does_not_use_are_named(imported: Zoo) -> None:
     assert "ff swap does not use bisenet_resnet_34 (face_masker), xseg_1 (face_masker)" in locked.err
     result = project.swap(project.directory / "out.png")
     assert "ff swap does not use face_masker/bisenet_resnet_34 (bisenet_resnet_34)" in result.err
+
+
+def test_three_commands_from_a_facefusion_install_to_a_swap(imported: Zoo) -> None:
+    """README's path: ff import --init, ff lock, ff swap (FaceFusion's defaults)."""
+    project = imported.root / "projects" / "from-facefusion"
+    project.mkdir(parents=True)
+    run = ff_runner(imported.home, project)
+    again = run("import", str(imported.models.parent.parent), "--registry", str(imported.registry),
+                "--key", "alice", "--init")
+    assert "hyperswap_1a_256 1.0.0 (face_swapper): sha256:" in again.out
+    assert "(already there)" in again.out  # the same bytes: nothing new published
+    assert "wrote" in again.out and "next: ff lock" in again.out
+    locked = run("lock").out
+    for line in ("face_detector: yoloface_8n 1.0.0", "face_swapper: hyperswap_1a_256 1.0.0",
+                 "face_landmarker/2dfan4: 2dfan4 1.0.0", "face_landmarker/fan_68_5: fan_68_5 1.0.0",
+                 "content_analyser/nsfw_1: nsfw_1 1.0.0", "face_masker/xseg_1: xseg_1 1.0.0"):
+        assert line in locked
+    result = run("swap", "--source", str(ASTRONAUT), "--target", str(GRACE_HOPPER), "--output",
+                 str(project / "out.png"))
+    assert "face_swapper hyperswap_1a_256 1.0.0" in result.out
+    refused = run("import", str(imported.models), "--registry", str(imported.registry), "--key",
+                  "alice", "--init", expect=2)
+    assert "exists already" in _one_line_error(refused)
