@@ -268,11 +268,11 @@ def check_models(models: Sequence[ModelInfo], complete: bool) -> list[str]:
     whole lock, a swapper whose embedding converter is missing."""
     from ffstore.errors import InputError
 
-    unused = []
+    unused: list[ModelInfo] = []
     roles: dict[str, list[tuple[ModelInfo, Profile]]] = {}
     for info in models:
         if info.module not in RUNTIME_MODULES:
-            unused.append(f"{info.model} ({info.module})")
+            unused.append(info)
             continue
         if info.onnx is None:
             raise InputError(f"ff swap cannot run {info.model} ({info.module}): its main file "
@@ -286,10 +286,24 @@ def check_models(models: Sequence[ModelInfo], complete: bool) -> list[str]:
         roles.setdefault(profile.role, []).append((info, profile))
     notes = []
     if unused:
-        notes.append(f"ff swap does not use {', '.join(unused)}; locked for FaceFusion (ff export)")
+        notes.append(_unused_note(unused))
     if complete:
         notes += _pipeline_notes(roles)
     return notes
+
+
+def _unused_note(unused: list[ModelInfo]) -> str:
+    """Which models ff swap leaves to FaceFusion: each by name, or, for a whole
+    FaceFusion folder, counted by module."""
+    if len(unused) <= 6:
+        listed = ", ".join(f"{info.model} ({info.module})" for info in unused)
+    else:
+        counts: dict[str, int] = {}
+        for info in unused:
+            counts[info.module] = counts.get(info.module, 0) + 1
+        listed = f"{len(unused)} models: " + ", ".join(f"{count} {module}"
+                                                       for module, count in sorted(counts.items()))
+    return f"ff swap does not use {listed}; they are there for FaceFusion (ff export)"
 
 
 def _pipeline_notes(roles: Mapping[str, list[tuple[ModelInfo, Profile]]]) -> list[str]:
