@@ -376,6 +376,39 @@ def config(ctx: click.Context) -> None:
         click.echo(f"{name:<20} {resolved.value!s:<40} ({resolved.source}; {BY_NAME[name].help})")
 
 
+@cli.group()
+def export() -> None:
+    """Lay the locked models out for other programs."""
+
+
+@export.command("facefusion")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace files in the folder that are not ff's.")
+@click.option("--rehash", is_flag=True, help="Re-read every blob, even those stamped as checked.")
+@click.pass_context
+def export_facefusion(ctx: click.Context, directory: str, force: bool, rehash: bool) -> None:
+    """Lay the locked models out as DIRECTORY/.assets/models (read-only hard links to
+    verified blobs, each with FaceFusion's .hash), so FaceFusion runs them as locked."""
+    from ffstore.export import describe
+    from ffstore.export import export_facefusion as do_export
+    from ffstore.progress import for_terminal
+
+    context = _context(ctx)
+    with for_terminal(bool(ctx.find_root().params.get("quiet")), _size) as progress:
+        report = do_export(context, Path(directory), force, rehash, progress)
+    for entry in report.entries:
+        _say(ctx, f"{entry.name}: {entry.model} {entry.version} -> {describe(entry.files)}")
+    for path in report.overwritten:
+        _note(ctx, f"replaced {path}, which was not ff's (--force)")
+    for path in report.left:
+        _note(ctx, f"left {report.folder / path}: the lock no longer names it, but it changed "
+                   "since ff exported it")
+    counts = ", ".join(f"{report.count(state)} {state}"
+                       for state in ("linked", "copied", "unchanged", "adopted"))
+    _say(ctx, f"exported {len(report.files)} files to {report.folder} ({counts}; "
+              f"{report.hashed} hashed), removed {len(report.removed)}")
+
+
 GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
 
 

@@ -9,10 +9,12 @@ a known model; exact names come first so that `arcface_converter_ghost` is a fac
 swapper's converter, not a recogniser."""
 
 import mmap
+import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ffstore.errors import InputError, VerificationError
 from ffstore.modules import check_module_kind
@@ -114,17 +116,25 @@ CRC_CHUNK = 64 << 20  # zlib.crc32 releases the GIL on large buffers; 64 MiB kee
 
 
 def crc32_file(path: Path) -> str:
-    """CRC-32 of a whole file as FaceFusion writes it, read through a mapping (no copy)."""
+    """CRC-32 of a whole file as FaceFusion writes it."""
     with open(path, "rb") as handle:
-        size = path.stat().st_size
-        if size == 0:
-            return crc32_hex(b"")
+        return crc32_handle(handle)
+
+
+def crc32_handle(handle: BinaryIO, advance: Callable[[int], None] | None = None) -> str:
+    """CRC-32 of an open file, read through a mapping (no copy) in large chunks, at
+    zlib's own rate; `advance` is told each chunk's size (progress)."""
+    size = os.fstat(handle.fileno()).st_size
+    value = 0
+    if size:
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as memory, \
                 memoryview(memory) as view:
-            value = 0
             for start in range(0, size, CRC_CHUNK):
-                value = zlib.crc32(view[start:start + CRC_CHUNK], value)
-            return format(value, "08x")
+                with view[start:start + CRC_CHUNK] as chunk:
+                    value = zlib.crc32(chunk, value)
+                    if advance is not None:
+                        advance(len(chunk))
+    return format(value, "08x")
 
 
 def read_hash(path: Path) -> str:

@@ -1,10 +1,12 @@
 """Garbage collection: remove what no registered project still needs. A project
 needs what its current lock names plus, per module, the last N distinct versions in
-its history (so a rollback stays instant)."""
+its history (so a rollback stays instant), plus every blob that the record of a
+folder it exported to (`ff export`) still lists. gc never touches those folders."""
 
 from dataclasses import dataclass
 
 from ffstore.errors import InputError
+from ffstore.export import exported_digests
 from ffstore.generations import registered_projects
 from ffstore.lockfile import Lock, read_lock
 from ffstore.project import LOCK_NAME
@@ -31,6 +33,8 @@ def _referenced(store: Store, keep: int) -> tuple[set[str], set[str], int]:
                 blobs.update(f.digest for f in entry.files)
 
     for history in registered_projects(store.projects_dir):
+        # An exported folder outlives its project's lock: FaceFusion may still run it.
+        blobs.update(exported_digests(history))
         lock_path = history.project_root / LOCK_NAME
         if not lock_path.is_file():
             continue  # the project is gone; its models are no longer needed
@@ -63,4 +67,5 @@ def gc(store: Store, keep: int, dry_run: bool = False) -> GcReport:
                 store.remove_manifest(digest)  # drops its view links too
             for digest in doomed:
                 store.blobs.remove(digest)
+            store.prune_stamps()
     return GcReport(len(doomed), freed, len(stale_manifests), projects)

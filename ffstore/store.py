@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ffstore import fsutil
 from ffstore.blobs import BlobStore
@@ -124,3 +125,76 @@ class Store:
             state[registry] = version
             fsutil.atomic_write(self._state_file,
                                 json.dumps(state, indent=1, sort_keys=True).encode())
+
+    # --- verification stamps ---------------------------------------------------
+
+    def stamp_path(self, digest: str) -> Path:
+        return self.root / "stamps" / "sha256" / f"{hex_part(digest)}.json"
+
+    def stamp(self, digest: str, size: int) -> dict[str, Any] | None:
+        """The blob's stamp if it says ff read and checked the blob as it is now: same
+        size, inode and mtime as then. Any write changes mtime; a hard link changes
+        only ctime, so ctime is not compared (each export would void it). File times
+        tick coarsely (a few ms), so a stamp written in the tick of the blob's last
+        write proves nothing ("racy git"): it is not trusted. Its `crc32` is None when
+        the check was sync's (which hashes SHA-256 only)."""
+        path = self.stamp_path(digest)
+        try:
+            written = path.stat().st_mtime_ns
+            stamp = json.loads(path.read_bytes())
+            stat = self.blobs.path(digest).stat()
+        except (FileNotFoundError, ValueError):
+            return None  # a stamp is a cache: a damaged one only costs a re-read
+        if not isinstance(stamp, dict) or stat.st_size != size or written <= stat.st_mtime_ns:
+            return None
+        now = {"size": stat.st_size, "ino": stat.st_ino, "mtime_ns": stat.st_mtime_ns}
+        if any(stamp.get(key) != value for key, value in now.items()):
+            return None
+        crc = stamp.get("crc32")
+        if crc is not None and not (isinstance(crc, str) and len(crc) == 8
+                                    and set(crc) <= set("0123456789abcdef")):
+            return None
+        return stamp
+
+    def stamped_crc32(self, digest: str, size: int) -> str | None:
+        """The blob's CRC-32, if its stamp holds and has one."""
+        stamp = self.stamp(digest, size)
+        return None if stamp is None else stamp.get("crc32")
+
+    def write_stamp(self, digest: str, stat: os.stat_result, crc32: str | None) -> None:
+        """Record that ff read the whole blob and found its SHA-256 right (and its
+        CRC-32, if given), while the file was as `stat` (taken before the read) says."""
+        self._wait_out_tick(stat.st_mtime_ns)
+        stamp = {"crc32": crc32, "ino": stat.st_ino, "mtime_ns": stat.st_mtime_ns,
+                 "size": stat.st_size}
+        fsutil.atomic_write(self.stamp_path(digest),
+                            json.dumps(stamp, sort_keys=True, separators=(",", ":")).encode())
+
+    def stamp_fetched(self, digests: list[str]) -> None:
+        """Stamp blobs sync has just verified on receipt, so that exporting them
+        needs their CRC-32 only, not another SHA-256."""
+        stats = [(digest, self.blobs.path(digest).stat()) for digest in digests]
+        if stats:
+            self._wait_out_tick(max(stat.st_mtime_ns for _digest, stat in stats))
+        for digest, stat in stats:
+            self.write_stamp(digest, stat, None)
+
+    @staticmethod
+    def _wait_out_tick(mtime_ns: int) -> None:
+        """A stamp written in the tick of the blob's last write is not trusted (see
+        `stamp`): a blob written a moment ago waits two 10 ms ticks out, once."""
+        import time
+
+        wait = mtime_ns + 20_000_000 - time.time_ns()
+        if wait > 0:
+            time.sleep(wait / 1e9)
+
+    def prune_stamps(self) -> None:
+        """Drop the stamps of blobs that are gone (gc, verify's quarantine)."""
+        directory = self.root / "stamps" / "sha256"
+        if not directory.is_dir():
+            return
+        for stamp in directory.glob("*.json"):
+            digest = f"sha256:{stamp.stem}"
+            if is_digest(digest) and not self.blobs.has(digest):
+                stamp.unlink(missing_ok=True)

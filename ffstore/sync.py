@@ -80,6 +80,7 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
         with ThreadPoolExecutor(max_workers=context.setting("jobs")) as pool:
             for future in [pool.submit(fetch, item) for item in missing.items()]:
                 future.result()
+        store.stamp_fetched(list(missing))
     for _entry, manifest in manifests:
         store.view(manifest)
     return len(missing), sum(size for _e, size in missing.values()), total
