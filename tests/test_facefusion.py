@@ -279,6 +279,17 @@ def test_three_commands_from_a_facefusion_install_to_a_swap(imported: Zoo) -> No
     result = run("swap", "--source", str(ASTRONAUT), "--target", str(GRACE_HOPPER), "--output",
                  str(project / "out.png"))
     assert "face_swapper hyperswap_1a_256 1.0.0" in result.out
+    # Exported into the very install it came from: FaceFusion's own files are adopted
+    # (same bytes), replaced by read-only links to the verified blobs.
+    install = imported.models.parent.parent
+    exported = run("export", "facefusion", str(install)).out
+    assert "face_swapper: hyperswap_1a_256 1.0.0 -> hyperswap_1a_256.onnx (adopted)" in exported
+    assert "0 linked, 0 copied, 0 unchanged, 12 adopted" in exported
+    for model in imported.models.glob("*.onnx"):
+        hash_file = model.with_suffix(".hash")
+        assert hash_file.read_text().strip() == format(zlib.crc32(model.read_bytes()), "08x")
+    swapper = imported.models / "hyperswap_1a_256.onnx"
+    assert swapper.stat().st_nlink >= 2 and not swapper.stat().st_mode & 0o222
     refused = run("import", str(imported.models), "--registry", str(imported.registry), "--key",
                   "alice", "--init", expect=2)
     assert "exists already" in _one_line_error(refused)
