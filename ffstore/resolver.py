@@ -1,9 +1,10 @@
 """Turn facefusion.toml into a lock: per module the newest version allowed by its
-range, signed by a trusted key, and admitting this ff. Like pip-tools, versions that
+range and admitting this ff, which must be signed by a trusted key: a release the
+signed index lists that does not verify is an error naming it, never a reason to
+lock an older one. Like pip-tools, versions that
 are already locked and still allowed are kept unless an upgrade is asked for; a
 hold (left by `ff rollback`) keeps its version even through `--upgrade`."""
 
-import contextlib
 from collections.abc import Callable
 
 from ffstore import __version__
@@ -46,12 +47,8 @@ def resolve(project: Project, catalog_for: Callable[[str], Catalog], current: Lo
                 and spec.allows(existing.version))
         if keep and existing is not None:
             published = find_version(_versions(catalog, spec), existing.version)
-            found = None
-            if published is not None:
-                with contextlib.suppress(VerificationError):  # no longer trusted: afresh
-                    found = pin(catalog, spec, published)
-            if found is not None:
-                modules[name] = _unchanged(existing, found)
+            if published is not None:  # still listed: it must still verify
+                modules[name] = _unchanged(existing, pin(catalog, spec, published))
                 continue
         modules[name] = _newest(catalog, spec)
     return Lock(project.inputs_hash(), modules, holds)
@@ -115,13 +112,15 @@ def _newest(catalog: Catalog, spec: ModuleSpec) -> LockedModule:
             continue
         try:
             locked, manifest = _locked(catalog, spec, version, versions[version])
-        except VerificationError as exc:
-            skipped.append(f"{version}: {exc}")
-            continue
+        except FFError as exc:
+            # Never fall back to an older version: a server that hides or breaks the
+            # newest release's manifest or signatures would pick what gets locked.
+            raise type(exc)(f"{spec.model} {version}, the newest release allowed for "
+                            f"{spec.name}, cannot be verified: {exc}") from None
         if not manifest.admits_ff(__version__):
             skipped.append(f"{version}: needs ff {manifest.requires_ff}, this is {__version__}")
             continue
         return locked
     detail = f" (skipped {'; '.join(skipped)})" if skipped else ""
     raise FFError(f"no version of {spec.model} satisfies '{spec.version}' for {spec.name} "
-                  f"with a trusted signature{detail}")
+                  f"and this ff{detail}")

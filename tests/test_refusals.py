@@ -2,6 +2,7 @@
 (the lock, the toml and the store are byte-for-byte as before)."""
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -270,3 +271,32 @@ def test_damaged_history_is_named(locked: Workspace) -> None:
     generation.write_text("{not json")
     _refused(locked.run("history", expect=None), 1, "is damaged", str(generation))
     _refused(locked.run("gc", expect=None), 1, "is damaged")
+
+
+def _signatures_of(registry: Path, version: str) -> Path:
+    index = json.loads((registry / "index.json").read_text())["signed"]["models"]["ulfd"]
+    return registry / layout.signatures(index[version]["manifest"])
+
+
+@pytest.mark.parametrize("mangle", ["missing signatures", "swapped signatures", "untrusted signer"])
+def test_no_silent_downgrade_when_the_newest_release_does_not_verify(workspace: Workspace,
+                                                                    mangle: str) -> None:
+    """A server that hides or breaks the newest release's signatures must not get an
+    older one locked instead: the newest is named as unverifiable, nothing is locked."""
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    newest, older = (_signatures_of(workspace.registry, v) for v in ("1.1.0", "1.0.0"))
+    if mangle == "missing signatures":
+        newest.unlink()
+    elif mangle == "swapped signatures":
+        newest.write_bytes(older.read_bytes())
+    else:
+        workspace.run("key", "generate", "mallory")
+        key = load_key(workspace.home / "keys", "mallory")
+        digest = "sha256:" + newest.stem
+        newest.write_bytes(signature_document({key.key_id: sign_manifest(key, digest)}))
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    before = _snapshot(workspace)
+    _refused(workspace.run("lock", expect=None), 1, "ulfd 1.1.0, the newest release allowed")
+    assert _snapshot(workspace) == before
+    assert not (workspace.project / "facefusion.lock").exists()
