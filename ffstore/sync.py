@@ -12,6 +12,7 @@ from ffstore.errors import StaleLockError, VerificationError
 from ffstore.lockfile import Lock, LockedModule
 from ffstore.manifest import Manifest
 from ffstore.progress import Transfer
+from ffstore.project import Project
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,36 @@ class SyncReport:
     stale: bool
 
 
+def lock_problems(project: Project, lock: Lock) -> list[str]:
+    """How the lock disagrees with facefusion.toml, entry by entry. The lock's
+    `inputs` line is not enough: a lock edited by hand, truncated, or copied from
+    another project may keep the line and pin anything."""
+    problems = []
+    if lock.inputs != project.inputs_hash():
+        problems.append("facefusion.toml changed since the lock was made")
+    for name in sorted(set(project.modules) - set(lock.modules)):
+        problems.append(f"{name} is in facefusion.toml but not in the lock")
+    for name in sorted(set(lock.modules) - set(project.modules)):
+        problems.append(f"{name} is locked but not in facefusion.toml")
+    for name in sorted(set(lock.modules) & set(project.modules)):
+        spec, entry = project.modules[name], lock.modules[name]
+        if entry.model != spec.model:
+            problems.append(f"{name} is locked to {entry.model}, facefusion.toml wants {spec.model}")
+        elif not spec.allows(entry.version):
+            problems.append(f"{name} is locked at {entry.version}, outside '{spec.version}'")
+        if entry.registry != spec.registry:
+            problems.append(f"{name} is locked from registry {entry.registry!r}, facefusion.toml "
+                            f"says {spec.registry!r}")
+    for name, hold in sorted(lock.holds.items()):
+        entry = lock.modules.get(name)
+        if entry is None or entry.version != hold.version:
+            problems.append(f"the hold on {name} is at {hold.version}, not the locked version")
+    return problems
+
+
 def check_fresh(context: Context, lock: Lock) -> bool:
-    """True when the lock was made from the current facefusion.toml."""
-    return lock.inputs == context.project.inputs_hash()
+    """True when the lock is what facefusion.toml asks for (see lock_problems)."""
+    return not lock_problems(context.project, lock)
 
 
 def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
@@ -89,10 +117,12 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
 def sync(context: Context, locked: bool = False,
          progress: Transfer | None = None) -> SyncReport:
     lock = context.require_lock()
-    fresh = check_fresh(context, lock)
-    if locked and not fresh:
-        raise StaleLockError("facefusion.lock is stale: facefusion.toml changed since it was "
-                             "locked; run `ff lock` and commit facefusion.lock")
+    problems = lock_problems(context.project, lock)
+    if locked and problems:
+        more = f" (and {len(problems) - 1} more; -v lists them)" if len(problems) > 1 else ""
+        raise StaleLockError(f"facefusion.lock is stale: {problems[0]}{more}; "
+                             "run `ff lock` and commit facefusion.lock", problems)
+    fresh = not problems
     with context.store.using():
         files, fetched, total = sync_modules(context, lock.modules.values(), progress)
         context.history.record(lock, "sync: lock changed on disk", only_if_changed=True)

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import stat
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,47 @@ def test_no_silent_downgrade_when_the_newest_release_does_not_verify(workspace: 
     _refused(workspace.run("lock", expect=None), 1, "ulfd 1.1.0, the newest release allowed")
     assert _snapshot(workspace) == before
     assert not (workspace.project / "facefusion.lock").exists()
+
+
+def _relock_inputs(workspace: Workspace, doc: dict) -> None:
+    """Write `doc` as the lock, with the inputs line of the current facefusion.toml:
+    the one line a hand edit would keep right."""
+    import tomli_w
+
+    from ffstore.context import open_context
+
+    doc["inputs"] = open_context(workspace.project, {"home": str(workspace.home)},
+                                 environ={}).project.inputs_hash()
+    (workspace.project / "facefusion.lock").write_text(tomli_w.dumps(doc))
+
+
+@pytest.mark.parametrize("edit, phrase", [
+    ("another model", "face_detector is locked to yunet, facefusion.toml wants ulfd"),
+    ("outside the range", "face_detector is locked at 1.1.0, outside '>=1,<1.1'"),
+    ("an extra module", "face_recognizer is locked but not in facefusion.toml"),
+    ("a missing module", "face_detector is in facefusion.toml but not in the lock"),
+])
+def test_sync_locked_checks_every_entry_against_the_toml(workspace: Workspace, edit: str,
+                                                         phrase: str) -> None:
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    workspace.publish(YUNET, "yunet", "2026.5.0")
+    workspace.write_toml({"face_detector": ("yunet", ">=2026")})
+    workspace.run("lock")
+    yunet = tomllib.loads(workspace.lock_text)["modules"]["face_detector"]
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    doc = tomllib.loads(workspace.lock_text)
+    if edit == "another model":
+        doc["modules"]["face_detector"] = yunet
+    elif edit == "outside the range":
+        workspace.write_toml({"face_detector": ("ulfd", ">=1,<1.1")})
+    elif edit == "an extra module":
+        doc["modules"]["face_recognizer"] = {**yunet}
+    else:
+        del doc["modules"]["face_detector"]
+    _relock_inputs(workspace, doc)
+    before = _snapshot(workspace)
+    _refused(workspace.run("sync", "--locked", expect=None), 1, "stale", phrase)
+    assert _snapshot(workspace) == before
+    assert "STALE" in workspace.run("status", expect=None).out
