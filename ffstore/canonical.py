@@ -18,16 +18,28 @@ def _reject_floats(value: Any) -> None:
 
 
 def canonical_bytes(value: Any) -> bytes:
-    _reject_floats(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        _reject_floats(value)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+    except RecursionError:
+        raise ValueError("nested too deeply to be an ff document") from None
+
+
+def load_json(data: bytes | str, what: str) -> Any:
+    """Parse JSON from outside (a registry, a file in the store); any failure becomes
+    a ValueError naming `what`, deep nesting included (the parser recurses)."""
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply to be an ff document") from None
 
 
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Parse JSON that must be an object; any failure becomes a ValueError naming `what`."""
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{what} is not valid JSON ({exc})") from None
+    value = load_json(data, what)
     if not isinstance(value, dict):
         raise ValueError(f"{what} is not a JSON object")
     return value

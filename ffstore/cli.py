@@ -347,7 +347,8 @@ def verify(ctx: click.Context) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 shares the registry with the network.")
-@click.option("--port", type=int, default=8765, show_default=True, help="Port (0: any free one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port (0: any free one).")
 @click.pass_context
 def serve(ctx: click.Context, directory: str, host: str, port: int) -> None:
     """Serve registry DIRECTORY over HTTP, read-only, until interrupted."""

@@ -15,7 +15,13 @@ from ffstore.catalog import Catalog
 from ffstore.errors import InputError
 from ffstore.generations import History
 from ffstore.lockfile import Lock, read_lock
-from ffstore.project import Project, RegistryConfig, find_project_root, load_project
+from ffstore.project import (
+    Project,
+    RegistryConfig,
+    check_location,
+    find_project_root,
+    load_project,
+)
 from ffstore.store import Store
 
 
@@ -68,6 +74,7 @@ class Context:
                 # where the user is, not to the project.
                 location = override.value if is_url(override.value) else str(
                     Path(override.value).resolve())
+                check_location(location, f"registry from {override.source}")
                 config = RegistryConfig("default", location)
             if config is None:
                 raise InputError(f"registry {registry_name!r} is not in [registries] of "

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import functools
 import hashlib
-import json
 import os
 import stat as stat_mode
 import zlib
@@ -27,7 +26,7 @@ from typing import Any, BinaryIO
 
 from ffstore import fsutil
 from ffstore.blobs import HashingWriter
-from ffstore.canonical import canonical_bytes, parse_json_object
+from ffstore.canonical import canonical_bytes, load_json, parse_json_object
 from ffstore.context import Context
 from ffstore.digests import check_digest
 from ffstore.errors import FFError, InputError, VerificationError
@@ -672,7 +671,7 @@ def registered_folders(history: History) -> list[Path]:
     """The folders this project exported to (kept in its history directory)."""
     path = history.directory / EXPORTS_NAME
     try:
-        folders = json.loads(path.read_bytes())["folders"]
+        folders = load_json(path.read_bytes(), str(path))["folders"]
         if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
             raise TypeError
     except FileNotFoundError:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ffstore import fsutil
+from ffstore.canonical import load_json
 from ffstore.errors import FFError
 from ffstore.lockfile import Lock, parse_lock
 
@@ -57,7 +58,7 @@ class History:
         result = []
         for path in sorted(self._generations.glob("[0-9]*.json")):
             try:
-                doc = json.loads(path.read_text())
+                doc = load_json(path.read_bytes(), str(path))
                 result.append(Generation(int(doc["number"]), str(doc["time"]), str(doc["reason"]),
                                          int(doc["origin"]),
                                          {k: int(v) for k, v in doc["module_origins"].items()},
@@ -107,7 +108,7 @@ def registered_projects(projects_dir: Path) -> list[History]:
     result = []
     for marker in sorted(projects_dir.glob("*/project.json")):
         try:
-            root = Path(json.loads(marker.read_text())["root"])
+            root = Path(load_json(marker.read_bytes(), str(marker))["root"])
         except (ValueError, KeyError, TypeError):
             raise FFError(f"{marker} is damaged; remove its directory (that project's history "
                           "is then forgotten) and run `ff sync` in the project again") from None

@@ -129,10 +129,14 @@ def parse_index(data: bytes, where: str) -> Index:
                     item.get("sig"), str):
                 index.signatures[item["keyid"]] = item["sig"]
         understood = index.signed_bytes() == canonical_bytes(signed)
+        canonical = canonical_bytes(doc) == data
     except (ValueError, TypeError, InputError) as exc:
         raise VerificationError(f"{where} is malformed: {exc}") from None
     if not understood:
         raise VerificationError(f"{where} contains fields this ff does not understand")
+    if not canonical:
+        raise VerificationError(f"{where} is not in canonical form (docs/FORMATS.md); an index "
+                                "ff publish wrote always is")
     return index
 
 

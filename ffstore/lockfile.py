@@ -133,6 +133,13 @@ def _keys(value: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
     return value
 
 
+def _size(value: Any, name: str) -> int:
+    """A file size: a whole number of bytes (TOML also has 1.5, inf and nan)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"a file of {name} has size {value!r}, not a number of bytes")
+    return value
+
+
 def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
@@ -146,7 +153,7 @@ def _parse_entry(name: str, entry: Any, lock_version: int) -> LockedModule:
     model = check_model_name(entry["model"])
     if SEPARATOR in name and (lock_version < 2 or name != f"{kind}{SEPARATOR}{model}"):
         raise ValueError(f"entry {name!r} does not name its kind and model ({kind}/{model})")
-    files = tuple(FileEntry(str(f["path"]), check_digest(f["digest"]), int(f["size"]))
+    files = tuple(FileEntry(str(f["path"]), check_digest(f["digest"]), _size(f["size"], name))
                   for f in (_keys(f, FILE_KEYS, f"a file of {name}") for f in entry["files"]))
     if not files:
         raise ValueError(f"module {name} lists no files")

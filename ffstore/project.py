@@ -92,6 +92,25 @@ def load_project(root: Path) -> Project:
     return parse_project(root.resolve(), doc, str(path))
 
 
+def check_location(location: str, where: str) -> str:
+    """A registry location: a directory, or an http(s) URL that parses (a typo such
+    as `http://[::1` is refused here, not deep inside the HTTP client)."""
+    if location.startswith(("http://", "https://")):
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(location)
+            parts.port  # noqa: B018  (raises for a port that is not a number in range)
+        except ValueError as exc:
+            raise InputError(f"{where}: {location!r} is not a valid URL ({exc})") from None
+        if not parts.hostname:
+            raise InputError(f"{where}: {location!r} names no host")
+    elif "://" in location:
+        raise InputError(f"{where}: {location!r}: ff reads registries from a directory or over "
+                         "http:// or https://")
+    return location
+
+
 def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
@@ -135,14 +154,17 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
                          f"{', '.join(sorted(known))}")
     registries: dict[str, RegistryConfig] = {}
     for name, value in _table(doc, "registries", where).items():
+        label = f"{where}: registries.{name}"
         if isinstance(value, str):
-            registries[name] = RegistryConfig(name, value)
+            registries[name] = RegistryConfig(name, check_location(value, label))
         elif isinstance(value, dict) and isinstance(value.get("url"), str):
-            _check_keys(value, REGISTRY_KEYS, f"{where}: registries.{name}")
+            _check_keys(value, REGISTRY_KEYS, label)
             mirrors = value.get("mirrors", [])
             if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
-                raise InputError(f"{where}: registries.{name}.mirrors must be a list of URLs")
-            registries[name] = RegistryConfig(name, value["url"], tuple(mirrors))
+                raise InputError(f"{label}.mirrors must be a list of URLs")
+            registries[name] = RegistryConfig(name, check_location(value["url"], label),
+                                              tuple(check_location(m, f"{label}.mirrors")
+                                                    for m in mirrors))
         else:
             raise InputError(f"{where}: registries.{name} must be a path, a URL, or "
                              "{ url = ..., mirrors = [...] }")

@@ -16,11 +16,19 @@ def _default_home() -> str:
     return str(Path(base) / "ff")
 
 
-def _positive_int(value: Any) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
+def _whole(value: Any, most: int) -> int:
+    """A whole number from 1 to `most`: from TOML an integer (not 2.5, inf or true),
+    from the command line or the environment its digits."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a whole number")
+    number = int(str(value).strip())
+    if not 1 <= number <= most:
+        raise ValueError(f"must be from 1 to {most}")
     return number
+
+
+def _upto(most: int) -> Callable[[Any], int]:
+    return lambda value: _whole(value, most)
 
 
 def _provider(value: Any) -> str:
@@ -42,9 +50,11 @@ def _boolean(value: Any) -> bool:
 
 
 def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds")
     number = float(value)
-    if number <= 0:
-        raise ValueError("must be a positive number of seconds")
+    if not 0 < number <= 86400:  # also refuses nan and inf, which would wait forever
+        raise ValueError("must be a number of seconds above 0, at most 86400")
     return number
 
 
@@ -63,20 +73,20 @@ SETTINGS: tuple[Setting, ...] = (
             "the local store (blobs, manifests, keys, generations)"),
     Setting("registry", "FF_REGISTRY", str, lambda: None, False,
             "location (directory or URL) of the `default` registry, over facefusion.toml's"),
-    Setting("jobs", "FF_JOBS", _positive_int, lambda: 4, True, "parallel blob transfers"),
-    Setting("gc_keep", "FF_GC_KEEP", _positive_int, lambda: 3, True,
+    Setting("jobs", "FF_JOBS", _upto(256), lambda: 4, True, "parallel blob transfers"),
+    Setting("gc_keep", "FF_GC_KEEP", _upto(10000), lambda: 3, True,
             "generations per module that `ff gc` keeps"),
     Setting("execution_provider", "FF_EXECUTION_PROVIDER", _provider, lambda: "auto", True,
             "onnxruntime execution provider for `ff swap`"),
-    Setting("execution_threads", "FF_EXECUTION_THREADS", _positive_int, lambda: 3, True,
+    Setting("execution_threads", "FF_EXECUTION_THREADS", _upto(256), lambda: 3, True,
             "video frames `ff swap` processes at once"),
     Setting("http_timeout", "FF_HTTP_TIMEOUT", _seconds, lambda: 30.0, True,
             "seconds without progress before an HTTP transfer is retried"),
-    Setting("http_retries", "FF_HTTP_RETRIES", _positive_int, lambda: 4, True,
+    Setting("http_retries", "FF_HTTP_RETRIES", _upto(100), lambda: 4, True,
             "attempts per HTTP request before giving up"),
     Setting("offline", "FF_OFFLINE", _boolean, lambda: False, True,
             "`ff swap` uses only what is in the store (missing models: run ff sync)"),
-    Setting("index_expiry_days", "FF_INDEX_EXPIRY_DAYS", _positive_int, lambda: 365, True,
+    Setting("index_expiry_days", "FF_INDEX_EXPIRY_DAYS", _upto(36500), lambda: 365, True,
             "how long an index signed by `ff publish` stays valid"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}

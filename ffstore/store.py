@@ -12,6 +12,7 @@ from typing import Any
 
 from ffstore import fsutil
 from ffstore.blobs import BlobStore
+from ffstore.canonical import load_json
 from ffstore.digests import hex_part, is_digest
 from ffstore.errors import FFError, VerificationError
 from ffstore.manifest import Manifest, parse_manifest, parse_signatures
@@ -109,7 +110,7 @@ class Store:
 
     def _registry_state(self) -> dict[str, int]:
         try:
-            value = json.loads(self._state_file.read_text())
+            value = load_json(self._state_file.read_bytes(), str(self._state_file))
             return value if isinstance(value, dict) else {}
         except (FileNotFoundError, ValueError):
             return {}
@@ -141,7 +142,7 @@ class Store:
         path = self.stamp_path(digest)
         try:
             written = path.stat().st_mtime_ns
-            stamp = json.loads(path.read_bytes())
+            stamp = load_json(path.read_bytes(), str(path))
             stat = self.blobs.path(digest).stat()
         except (FileNotFoundError, ValueError):
             return None  # a stamp is a cache: a damaged one only costs a re-read

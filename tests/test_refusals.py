@@ -4,6 +4,7 @@
 import hashlib
 import json
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -345,3 +346,74 @@ def test_sync_locked_checks_every_entry_against_the_toml(workspace: Workspace, e
     _refused(workspace.run("sync", "--locked", expect=None), 1, "stale", phrase)
     assert _snapshot(workspace) == before
     assert "STALE" in workspace.run("status", expect=None).out
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # deeper than Python's parser recurses
+
+
+@pytest.mark.parametrize("damage, phrase", [
+    (lambda w: (w.registry / "index.json").write_bytes(DEEP), "nested too deeply"),
+    (lambda w: (w.registry / "index.json").write_bytes(
+        (w.registry / "index.json").read_bytes().replace(b":", b": ", 1)), "canonical form"),
+    (lambda w: (w.registry / "index.json").write_bytes(b" " * (layout.MAX_INDEX + 1)),
+     "larger than"),
+    (lambda w: next((w.registry / "signatures" / "sha256").iterdir()).write_bytes(DEEP),
+     "not signed"),
+])
+def test_hostile_registry_documents_are_refused_in_one_line(workspace: Workspace, damage,
+                                                           phrase: str) -> None:
+    workspace.publish(YUNET, "yunet", "1.0.0")
+    damage(workspace)
+    workspace.write_toml({"face_detector": ("yunet", ">=1")})
+    _refused(workspace.run("lock", expect=None), 1, phrase)
+    assert not (workspace.project / "facefusion.lock").exists()
+
+
+def test_deeply_nested_history_and_store_state_are_named(locked: Workspace) -> None:
+    generation = next((locked.home / "projects").glob("*/generations/*.json"))
+    generation.write_bytes(DEEP)
+    _refused(locked.run("history", expect=None), 1, "is damaged")
+
+
+@pytest.mark.parametrize("setting", ["jobs = inf", "jobs = 2.5", "http_timeout = nan",
+                                     "http_timeout = 1e400", "index_expiry_days = 999999999",
+                                     "jobs = true"])
+def test_numbers_that_are_not_numbers_in_settings(locked: Workspace, setting: str) -> None:
+    toml = locked.project / "facefusion.toml"
+    toml.write_text(toml.read_text() + f"\n[settings]\n{setting}\n")
+    _refused(locked.run("sync", expect=None), 2, f"setting {setting.split()[0]}")
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0", "1e400"])
+def test_http_timeout_from_the_environment(locked: Workspace, monkeypatch: pytest.MonkeyPatch,
+                                           value: str) -> None:
+    monkeypatch.setenv("FF_HTTP_TIMEOUT", value)
+    _refused(locked.run("sync", expect=None), 2, "setting http_timeout")
+
+
+@pytest.mark.parametrize("size", ["inf", "nan", "1e400", "-5", "2.5", "true"])
+def test_a_lock_size_that_is_not_a_number_of_bytes(locked: Workspace, size: str) -> None:
+    lock = locked.project / "facefusion.lock"
+    lock.write_text(re.sub(r"size = \d+", f"size = {size}", lock.read_text(), count=1))
+    _refused(locked.run("sync", expect=None), 2, "facefusion.lock is malformed")
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "http://host:99999/x", "http://", "ftp://x/y"])
+def test_registry_locations_that_do_not_parse(locked: Workspace, location: str) -> None:
+    (locked.project / "facefusion.toml").write_text(
+        f'[registries]\ndefault = "{location}"\n[modules]\n')
+    _refused(locked.run("lock", expect=None), 2, repr(location))
+    _refused(locked.run("sync", "--registry", location, expect=None), 2, repr(location))
+
+
+def test_out_of_range_flags(workspace: Workspace) -> None:
+    _refused(workspace.run("serve", str(workspace.root), "--port", "99999", expect=None), 2, "99999")
+    _refused(workspace.run("publish", str(YUNET), "--registry", str(workspace.registry), "--model",
+                           "yunet", "--version", "1.0.0", "--module", "face_detector", "--key",
+                           "alice", "--expires-days", "999999999", expect=None), 2,
+             "index_expiry_days")
+    _refused(workspace.run("publish", str(YUNET), "--registry", str(workspace.registry), "--model",
+                           "yunet", "--version", "1.0.0", "--module", "face_detector", "--key",
+                           "alice", "--requires-ff", "not a range", expect=None), 2,
+             "not a version range")
+    assert not workspace.registry.exists()

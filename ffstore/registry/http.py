@@ -33,7 +33,6 @@ from ffstore.registry import layout
 from ffstore.registry.base import Progress, TransferOptions
 from ffstore.registry.transport import READINTO, direct_transport
 
-MAX_DOCUMENT = 64 << 20  # an index, manifest or signature file; beyond this a server is broken
 BACKOFF_FRACTION = 0.05  # first pause between attempts, as a fraction of the timeout
 MAX_FREE_ATTEMPTS = 16  # resumed attempts after partial progress; a drip-feeding server ends
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -122,8 +121,8 @@ class HttpRegistry:
 
     # --- documents: index, manifests, signatures ----------------------------------
 
-    def _document(self, relative: str) -> bytes | None:
-        """The document's bytes, or None when the server answers 404."""
+    def _document(self, relative: str, limit: int) -> bytes | None:
+        """The document's bytes (at most `limit`), or None when the server answers 404."""
         url = self._base + relative
 
         def attempt() -> bytes | None:
@@ -137,9 +136,9 @@ class HttpRegistry:
                     body = bytearray()
                     for chunk in response.iter_bytes():
                         body += chunk
-                        if len(body) > MAX_DOCUMENT:
-                            raise _SourceFailed(f"more than {MAX_DOCUMENT >> 20} MiB, which no "
-                                                "ff document is")
+                        if len(body) > limit:
+                            raise _SourceFailed(f"more than {limit >> 10} KiB, which no such ff "
+                                                "document is")
                     return bytes(body)
             except httpx.TransportError as exc:
                 raise _classify(exc, self._options.timeout) from None
@@ -150,21 +149,21 @@ class HttpRegistry:
             raise FFError(f"cannot read {url}: {exc}; check the registry URL in "
                           "facefusion.toml and that its server is up") from None
 
-    def _required(self, relative: str, what: str) -> bytes:
-        data = self._document(relative)
+    def _required(self, relative: str, what: str, limit: int) -> bytes:
+        data = self._document(relative, limit)
         if data is None:
             raise FFError(f"{what} not found in registry {self.location} (HTTP 404); check the "
                           "registry URL in facefusion.toml")
         return data
 
     def read_index(self) -> bytes:
-        return self._required(layout.INDEX, layout.INDEX)
+        return self._required(layout.INDEX, layout.INDEX, layout.MAX_INDEX)
 
     def read_manifest(self, digest: str) -> bytes:
-        return self._required(layout.manifest(digest), f"manifest {digest}")
+        return self._required(layout.manifest(digest), f"manifest {digest}", layout.MAX_MANIFEST)
 
     def read_signatures(self, digest: str) -> bytes | None:
-        return self._document(layout.signatures(digest))
+        return self._document(layout.signatures(digest), layout.MAX_SIGNATURES)
 
     # --- blobs --------------------------------------------------------------------
 

@@ -13,13 +13,25 @@ class LocalRegistry:
         self.root = root
         self.location = str(root)
 
-    def _read(self, relative: str, what: str) -> bytes:
+    def _read(self, relative: str, what: str, limit: int) -> bytes:
+        data = self._optional(relative, what, limit)
+        if data is None:
+            raise FFError(f"{what} not found in registry {self.root}")
+        return data
+
+    def _optional(self, relative: str, what: str, limit: int) -> bytes | None:
+        """The file's bytes, None if it is missing; refused beyond `limit` bytes."""
         try:
-            return (self.root / relative).read_bytes()
+            with open(self.root / relative, "rb") as handle:
+                data = handle.read(limit + 1)
         except FileNotFoundError:
-            raise FFError(f"{what} not found in registry {self.root}") from None
+            return None
         except OSError as exc:
             raise FFError(f"cannot read {what} from registry {self.root}: {exc.strerror}") from None
+        if len(data) > limit:
+            raise FFError(f"{what} in registry {self.root} is larger than {limit >> 10} KiB, "
+                          "which no such ff document is; the registry is damaged")
+        return data
 
     def _require_root(self) -> None:
         if not self.root.is_dir():
@@ -28,16 +40,14 @@ class LocalRegistry:
 
     def read_index(self) -> bytes:
         self._require_root()
-        return self._read(layout.INDEX, "index.json")
+        return self._read(layout.INDEX, "index.json", layout.MAX_INDEX)
 
     def read_manifest(self, digest: str) -> bytes:
-        return self._read(layout.manifest(digest), f"manifest {digest}")
+        return self._read(layout.manifest(digest), f"manifest {digest}", layout.MAX_MANIFEST)
 
     def read_signatures(self, digest: str) -> bytes | None:
-        try:
-            return (self.root / layout.signatures(digest)).read_bytes()
-        except FileNotFoundError:
-            return None
+        return self._optional(layout.signatures(digest), f"signatures of {digest}",
+                              layout.MAX_SIGNATURES)
 
     def fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
         source = self.root / layout.blob(digest)
