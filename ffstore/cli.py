@@ -43,7 +43,10 @@ def _context(ctx: click.Context, need_project: bool = True, **flags: Any) -> Con
     root = ctx.find_root().params
     merged = {"home": root.get("home"), **flags}
     project = root.get("project")
-    return open_context(Path(project) if project else None, merged, need_project=need_project)
+    context = open_context(Path(project) if project else None, merged, need_project=need_project)
+    if sys.stderr.isatty():  # like progress: for someone watching, not for logs
+        context.notify = lambda message: _note(ctx, message)
+    return context
 
 
 def _say(ctx: click.Context, message: str) -> None:

@@ -5,7 +5,7 @@ by a program using ff as a library."""
 import functools
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ class Context:
     _project: Project | None = None
     _catalogs: dict[str, Catalog] = field(default_factory=dict)
     _catalog_lock: threading.Lock = field(default_factory=threading.Lock)
+    notify: Callable[[str], None] | None = None
+    """Told what a network transfer waits for while it retries (the CLI prints it)."""
 
     def setting(self, name: str) -> Any:
         return self.settings[name].value
@@ -80,7 +82,8 @@ class Context:
                 raise InputError(f"registry {registry_name!r} is not in [registries] of "
                                  "facefusion.toml")
             options = TransferOptions(self.setting("http_timeout"), self.setting("http_retries"),
-                                      self.store.root / "partial")
+                                      self.store.root / "partial",
+                                      **({"notify": self.notify} if self.notify else {}))
             self._catalogs[registry_name] = Catalog(
                 config, functools.partial(open_registry, config, self.project.root, options),
                 self.project.trusted, self.store)

@@ -24,6 +24,7 @@ class RegistryConfig:
     name: str
     location: str
     mirrors: tuple[str, ...] = ()
+    allow_redirects: bool = False  # to hosts other than the registry's and its mirrors
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 
 
 MODULE_KEYS = ("model", "version", "registry")
-REGISTRY_KEYS = ("url", "mirrors")
+REGISTRY_KEYS = ("url", "mirrors", "allow_redirects")
 
 
 def _check_keys(value: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -162,9 +163,12 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
             mirrors = value.get("mirrors", [])
             if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
                 raise InputError(f"{label}.mirrors must be a list of URLs")
+            allow = value.get("allow_redirects", False)
+            if not isinstance(allow, bool):
+                raise InputError(f"{label}.allow_redirects must be true or false")
             registries[name] = RegistryConfig(name, check_location(value["url"], label),
                                               tuple(check_location(m, f"{label}.mirrors")
-                                                    for m in mirrors))
+                                                    for m in mirrors), allow)
         else:
             raise InputError(f"{where}: registries.{name} must be a path, a URL, or "
                              "{ url = ..., mirrors = [...] }")

@@ -369,9 +369,12 @@ def test_unreachable_registry_says_so(workspace: Workspace, monkeypatch: pytest.
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/"
     workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=url)
+    started = time.monotonic()
     result = workspace.run("lock", expect=1)
     assert f"cannot read {url}index.json: ConnectError" in result.err
-    assert "gave up after 2 attempts" in result.err and "check the registry URL" in result.err
+    assert "is the server up" in result.err and "check the registry URL" in result.err
+    # A refused connection is not retried: nothing listens, waiting will not change it.
+    assert "gave up" not in result.err and time.monotonic() - started < 1
 
 
 def test_local_registry_commands_never_import_httpx(workspace: Workspace) -> None:
@@ -524,3 +527,95 @@ def test_https_registry_is_trusted_through_ssl_cert_file(
         workspace.run("sync")
     assert (workspace.home / "blobs" / "sha256" / DIGEST.split(":")[1]).read_bytes() == \
         MODEL.read_bytes()
+
+
+# --- servers that hang, trickle, redirect elsewhere or send broken bodies -------------
+
+
+class LyingHandler(RegistryHandler):
+    """ff serve's handler, except for what `server.trick` says about documents."""
+
+    server: "LyingServer"
+
+    def do_GET(self) -> None:
+        trick = self.server.trick
+        if self.path.startswith("/other/"):  # where "elsewhere" sends the client
+            self.path = self.path.removeprefix("/other")
+            super().do_GET()
+        elif trick == "trickle" and self.path.endswith("index.json"):
+            data = (self.server.root / "index.json").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for byte in data:
+                if self.server.release.wait(0.05):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        elif trick == "loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif trick == "elsewhere":
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.server.server_port}/other"
+                             + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif trick == "gzip":
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", "12")
+            self.end_headers()
+            self.wfile.write(b"not gzip at all"[:12])
+        else:
+            super().do_GET()
+
+
+class LyingServer(RegistryServer):
+    def __init__(self, root: Path, trick: str) -> None:
+        super().__init__(root.resolve(), "127.0.0.1", 0, quiet=True, handler=LyingHandler)
+        self.trick = trick
+        self.release = threading.Event()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """The client hangs up on a trickle on purpose."""
+
+
+@pytest.mark.parametrize(("trick", "message"), [
+    ("trickle", "too slow"),
+    ("loop", "redirect loop"),
+    ("elsewhere", "redirected to localhost, another host"),
+    ("gzip", "does not decode"),
+])
+def test_a_server_that_lies_fails_soon_and_clearly(workspace: Workspace, trick: str, message: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FF_HTTP_TIMEOUT", "0.5")
+    monkeypatch.setenv("FF_HTTP_RETRIES", "2")
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    server = LyingServer(workspace.registry, trick)
+    with running(server) as url:
+        server.release.clear()
+        workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=url)
+        started = time.monotonic()
+        result = workspace.run("lock", expect=1)
+        server.release.set()
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read") and message in lines[0]
+    assert "Traceback" not in result.err
+    assert time.monotonic() - started < 10, "bounded, whatever the server does"
+    assert not (workspace.project / "facefusion.lock").exists()
+
+
+def test_a_redirect_to_another_host_is_followed_when_the_entry_allows_it(
+        workspace: Workspace) -> None:
+    workspace.publish(MODEL, "ulfd", "1.0.0")
+    server = LyingServer(workspace.registry, "elsewhere")
+    with running(server) as url:
+        (workspace.project / "facefusion.toml").write_text(
+            f'[registries]\ndefault = {{ url = "{url}", allow_redirects = true }}\n'
+            f'[trust]\nkeys = ["{workspace.key_id}"]\n'
+            '[modules]\nface_detector = { model = "ulfd", version = ">=1" }\n')
+        workspace.run("lock")
+        workspace.run("sync")

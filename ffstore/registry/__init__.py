@@ -18,7 +18,7 @@ def open_registry(config: RegistryConfig, base_dir: Path, options: TransferOptio
     if is_url(config.location):
         from ffstore.registry.http import HttpRegistry
 
-        return HttpRegistry(config.location, config.mirrors, options)
+        return HttpRegistry(config.location, config.mirrors, options, config.allow_redirects)
     return LocalRegistry((base_dir / config.location).resolve())
 
 

@@ -10,13 +10,19 @@ from ffstore.blobs import BlobStore
 Progress = Callable[[int], None]
 
 
+def _quiet(_message: str) -> None:
+    """No one to tell (a library caller that did not ask)."""
+
+
 @dataclass(frozen=True)
 class TransferOptions:
-    """Network behaviour, from the resolved settings."""
+    """Network behaviour, from the resolved settings. `notify` is told what a
+    transfer is waiting for while it retries (the CLI prints it)."""
 
     timeout: float
     retries: int
     partial_dir: Path  # where interrupted downloads wait to be resumed
+    notify: Callable[[str], None] = _quiet
 
 
 class Registry(Protocol):

@@ -31,11 +31,14 @@ from ffstore.digests import hex_part
 from ffstore.errors import FFError, VerificationError
 from ffstore.registry import layout
 from ffstore.registry.base import Progress, TransferOptions
-from ffstore.registry.transport import READINTO, direct_transport
+from ffstore.registry.transport import ON_RECEIVE, READINTO, direct_transport
 
 BACKOFF_FRACTION = 0.05  # first pause between attempts, as a fraction of the timeout
 MAX_FREE_ATTEMPTS = 16  # resumed attempts after partial progress; a drip-feeding server ends
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+CONNECT_TIMEOUT = 5.0  # a server that does not accept a connection by then is down
+MAX_REDIRECTS = 5
+MIN_RATE = 16 << 10  # bytes per second, on average, below which a transfer is given up
 WRITEBACK = 32 << 20  # bytes received between background flushes of a partial file
 
 T = TypeVar("T")
@@ -55,19 +58,48 @@ class _SourceFailed(Exception):
     retries used up); the next mirror may still serve the blob."""
 
 
+class _Pace:
+    """Gives up on a transfer whose average rate falls under MIN_RATE once its first
+    http_timeout seconds are over: a server trickling a byte a second never trips the
+    timeout between bytes, and would otherwise hold ff for days."""
+
+    def __init__(self, grace: float) -> None:
+        self._grace = grace
+        self._start = time.monotonic()
+        self._received = 0
+
+    def received(self, count: int) -> None:
+        self._received += count
+        elapsed = time.monotonic() - self._start
+        if elapsed > self._grace + self._received / MIN_RATE:
+            raise _SourceFailed(f"too slow: {self._received} bytes in {elapsed:.0f} s, under "
+                                f"{MIN_RATE >> 10} KiB/s (what arrived is kept for a retry)")
+
+
 def _base(url: str) -> str:
     return url.rstrip("/") + "/"
 
 
-def _classify(exc: httpx.TransportError, timeout: float) -> "_Transient | _SourceFailed":
-    """Connection trouble and timeouts are worth retrying; a certificate that does not
-    verify is not, and the user needs to hear how to fix it."""
+def _classify(exc: httpx.RequestError, timeout: float) -> "_Transient | _SourceFailed":
+    """A dropped connection or a server that stops sending is worth retrying. A
+    server that refuses or never accepts the connection, a redirect loop, a body that
+    does not decode and a certificate that does not verify are not: the user needs
+    to hear at once what is wrong."""
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return _SourceFailed(f"no connection within {min(CONNECT_TIMEOUT, timeout):g} s; is the "
+                             "server up and the address right?")
     if isinstance(exc, httpx.TimeoutException):
         return _Transient(f"timed out: no data for {timeout:g} s (setting http_timeout)")
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.TooManyRedirects):
+        return _SourceFailed(f"redirected more than {MAX_REDIRECTS} times (a redirect loop)")
+    if isinstance(exc, httpx.DecodingError):
+        return _SourceFailed(f"the server sent a body that does not decode ({exc})")
     if "CERTIFICATE_VERIFY_FAILED" in reason:
         return _SourceFailed(f"{reason}; if a proxy or private CA signs this server, set "
                              "SSL_CERT_FILE to its CA bundle")
+    if isinstance(exc, httpx.ConnectError) and "refused" in reason.lower():
+        return _SourceFailed(f"{reason}: is the server up and the address right?")
     return _Transient(reason)
 
 
@@ -82,18 +114,31 @@ def _check_status(response: httpx.Response) -> None:
 
 
 class HttpRegistry:
-    def __init__(self, location: str, mirrors: tuple[str, ...], options: TransferOptions) -> None:
+    def __init__(self, location: str, mirrors: tuple[str, ...], options: TransferOptions,
+                 allow_redirects: bool = False) -> None:
         self.location = location
         self._base = _base(location)
         # Mirrors are listed because they are nearer or cheaper, so blobs are asked of
         # them first; the registry itself is the last resort.
         self._blob_sources = (*(_base(m) for m in mirrors), self._base)
         self._options = options
+        self._hosts = {httpx.URL(base).host for base in self._blob_sources}
+        self._allow_redirects = allow_redirects
         # httpx is the client; without a proxy, the bytes travel by http.client, which
         # receives a body for a fraction of the CPU time of httpx's own transport.
-        self._client = httpx.Client(timeout=options.timeout, follow_redirects=True,
-                                    transport=direct_transport(),
+        timeout = httpx.Timeout(options.timeout, connect=min(CONNECT_TIMEOUT, options.timeout))
+        self._client = httpx.Client(timeout=timeout, follow_redirects=True,
+                                    max_redirects=MAX_REDIRECTS, transport=direct_transport(),
+                                    event_hooks={"request": [self._check_host]},
                                     headers={"User-Agent": f"ff/{__version__}"})
+
+    def _check_host(self, request: httpx.Request) -> None:
+        """Refuse a redirect to a host that is neither the registry nor a mirror, unless
+        the registry's entry allows it (`allow_redirects = true`): what the registry's
+        address promises is who answers."""
+        if request.url.host not in self._hosts and not self._allow_redirects:
+            raise _SourceFailed(f"redirected to {request.url.host}, another host; if that is "
+                                "meant, set allow_redirects = true in the registry's entry")
 
     # --- retries ----------------------------------------------------------------
 
@@ -117,6 +162,8 @@ class HttpRegistry:
                                         "http_retries)") from None
                 pause = min(self._options.timeout,
                             BACKOFF_FRACTION * self._options.timeout * 2 ** (failures - 1))
+                self._options.notify(f"{self.location}: {exc}; retrying in {pause:.1f} s "
+                                     f"(attempt {failures + 1} of {self._options.retries})")
                 time.sleep(pause * random.uniform(0.5, 1.0))
 
     # --- documents: index, manifests, signatures ----------------------------------
@@ -124,23 +171,26 @@ class HttpRegistry:
     def _document(self, relative: str, limit: int) -> bytes | None:
         """The document's bytes (at most `limit`), or None when the server answers 404."""
         url = self._base + relative
+        pace = _Pace(self._options.timeout)
 
         def attempt() -> bytes | None:
             try:
                 # no-cache: a CDN must revalidate, or it could serve an old index forever
-                with self._client.stream("GET", url, headers={"Cache-Control": "no-cache"}
-                                         ) as response:
+                with self._client.stream("GET", url, headers={"Cache-Control": "no-cache"},
+                                         extensions={ON_RECEIVE: pace.received}) as response:
                     if response.status_code == 404:
                         return None
                     _check_status(response)
                     body = bytearray()
                     for chunk in response.iter_bytes():
+                        if READINTO not in response.extensions:  # httpx's transport: count here
+                            pace.received(len(chunk))
                         body += chunk
                         if len(body) > limit:
                             raise _SourceFailed(f"more than {limit >> 10} KiB, which no such ff "
                                                 "document is")
                     return bytes(body)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 raise _classify(exc, self._options.timeout) from None
 
         try:
@@ -179,7 +229,7 @@ class HttpRegistry:
                 progress(size)
                 return
             download = _Download(self._client, self._options.timeout, part, digest, size, store,
-                                 progress)
+                                 progress, _Pace(self._options.timeout))
             failures = []
             for base in self._blob_sources:
                 try:
@@ -195,8 +245,9 @@ class _Download:
     """One blob into its partial file, across attempts and sources."""
 
     def __init__(self, client: httpx.Client, timeout: float, part: Path, digest: str, size: int,
-                 store: BlobStore, progress: Progress) -> None:
+                 store: BlobStore, progress: Progress, pace: _Pace) -> None:
         self._client = client
+        self._pace = pace
         self._timeout = timeout
         self._part, self._digest, self._size = part, digest, size
         self._store = store
@@ -239,7 +290,8 @@ class _Download:
             headers["Range"] = f"bytes={offset}-"
         before = self._counted
         try:
-            with self._client.stream("GET", url, headers=headers) as response, \
+            with self._client.stream("GET", url, headers=headers,
+                                     extensions={ON_RECEIVE: self._pace.received}) as response, \
                     _Writeback(self._part) as writeback:
                 if response.status_code == 416:
                     self._discard()
@@ -252,7 +304,7 @@ class _Download:
                 self._check_length(response, offset)
                 self._store.ingest_resumed(self._part, self._reader(response, writeback),
                                            self._digest, self._size)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             failure = _classify(exc, self._timeout)
             if isinstance(failure, _Transient):
                 failure.progressed = self._counted > before
@@ -277,10 +329,14 @@ class _Download:
         """The body as a Reader, counting what arrives. Through the stdlib transport
         the bytes land straight in the store's buffers; through httpx's own (behind a
         proxy) its chunks are copied in."""
-        read = response.extensions.get(READINTO) or _chunk_reader(response.iter_raw())
+        read = response.extensions.get(READINTO)
+        paced = read is not None  # ff's transport reports each receive to the pace itself
+        read = read or _chunk_reader(response.iter_raw())
 
         def counted(buffer: memoryview) -> int:
             count = read(buffer)
+            if not paced:
+                self._pace.received(count)
             self._advance(count)
             writeback.received(count)
             return count

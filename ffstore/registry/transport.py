@@ -19,7 +19,8 @@ import select
 import ssl
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import httpx
 
@@ -28,6 +29,8 @@ import httpx
 READ_SIZE = 1 << 20
 # The response extension holding the body's `readinto`, for callers that bring buffers.
 READINTO = "ff.readinto"
+# The request extension naming a callable told of every receive of the body's bytes.
+ON_RECEIVE = "ff.on_receive"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _Key = tuple[str, str, int]  # scheme, host, port
@@ -128,6 +131,9 @@ class StdlibTransport(httpx.BaseTransport):
         except BaseException:
             connection.close()
             raise
+        on_receive = request.extensions.get(ON_RECEIVE)
+        if on_receive is not None and not response.chunked:
+            response.fp = _Paced(response.fp, on_receive)  # type: ignore[assignment]
         # http.client decoded the header lines as Latin-1; encoding them back gives httpx
         # the bytes that arrived.
         return httpx.Response(
@@ -145,6 +151,33 @@ class StdlibTransport(httpx.BaseTransport):
             self._idle.clear()
         for connection in idle:
             connection.close()
+
+
+class _Paced:
+    """A response's buffered socket file that fills each buffer one receive at a
+    time and reports every receive to `on_receive` (which may raise to give up): a
+    server that trickles bytes is then noticed while a buffer fills, instead of
+    holding one read for as long as it likes. http.client clips each read to the
+    body's length itself; chunked bodies, read in exact-size pieces, keep the plain
+    file."""
+
+    def __init__(self, file: BinaryIO, on_receive: Callable[[int], None]) -> None:
+        self._file = file
+        self._on_receive = on_receive
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        view = memoryview(buffer)
+        filled = 0
+        while filled < len(view):
+            count = self._file.readinto1(view[filled:])  # type: ignore[attr-defined]
+            if not count:
+                break
+            filled += count
+            self._on_receive(count)
+        return filled
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._file, name)
 
 
 class _Body(httpx.SyncByteStream):
