@@ -10,7 +10,7 @@ from ffstore.errors import FFError, VerificationError
 from ffstore.index import Index, parse_index, verify_index
 from ffstore.manifest import Manifest, parse_manifest, parse_signatures, require_trusted
 from ffstore.project import RegistryConfig
-from ffstore.registry import Registry
+from ffstore.registry import Registry, canonical_location
 from ffstore.store import Store
 
 
@@ -46,13 +46,22 @@ class Catalog:
         with self._lock:
             if self._index is None:
                 index = parse_index(self.registry.read_index(), self.where)
-                # Keyed by where the bytes really come from (a resolved directory, a
-                # URL), not by the toml's spelling: two projects saying
+                # Remembered by the registry's own identity (spec 2), else by where
+                # the bytes really come from (a resolved directory, a URL in one
+                # spelling), not by the toml's spelling: two projects saying
                 # "models/registry" differ.
-                location = self.registry.location
-                keys = verify_index(index, self._trusted, self.where,
-                                    min_version=self._store.seen_index_version(location))
-                self._store.remember_index_version(location, index.version)
+                raw = self.registry.location
+                location = canonical_location(raw)
+                memory = self._store.registry_memory(location, index.registry, raw)
+                if memory.identity and index.registry != memory.identity:
+                    raise VerificationError(
+                        f"{self.where} identifies as registry {index.registry or '(none: spec 1)'}"
+                        f", but this location served registry {memory.identity} before: another "
+                        "registry, or an old index replayed; refusing it")
+                keys = verify_index(index, self._trusted, self.where, min_version=memory.version,
+                                    retired=memory.retired)
+                self._store.remember_registry(location, index.registry, index.version,
+                                              index.handed_over(self._trusted) | memory.retired)
                 self._index = index, keys
             return self._index
 

@@ -5,9 +5,19 @@ only grows and an expiry time, so a client that remembers the highest version it
 seen can refuse a replayed old index (rollback attack) and a stale one (freeze
 attack). A registry can rotate its signing key by listing the new key signed by the
 old one; the chain is followed from the keys the user trusts.
+
+Spec 2 gives each registry an identity (`registry`, chosen at its first publish):
+clients key their freshness memory by it, whatever URL spells the registry, and a
+key rotation is signed for that registry only, so a record made for one registry
+means nothing in another. Once the new key has signed the index, the
+old one can no longer sign it (it may have been lost): clients remember the
+handover; what the old key signed before stays valid. Spec 1 indexes (no
+identity) are still read.
 """
 
 import datetime as dt
+import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +29,9 @@ from ffstore.manifest import check_model_name, normalize_version
 from ffstore.modules import check_module_kind
 
 INDEX_TYPE = "ff-index"
-SPEC = 1
+SPEC = 2
+READABLE_SPECS = (1, 2)
+REGISTRY_ID = re.compile(r"^[0-9a-f]{32}$")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -36,11 +48,15 @@ class Index:
     models: dict[str, dict[str, VersionEntry]] = field(default_factory=dict)
     rotations: list[dict[str, str]] = field(default_factory=list)
     signatures: dict[str, str] = field(default_factory=dict)
+    registry: str = ""
+    """The registry's identity (spec 2); empty for a spec 1 index."""
 
     def signed_part(self) -> dict[str, Any]:
+        identity = {"registry": self.registry} if self.registry else {}
         return {
             "type": INDEX_TYPE,
-            "spec": SPEC,
+            "spec": SPEC if self.registry else 1,
+            **identity,
             "version": self.version,
             "expires": self.expires,
             "models": {
@@ -59,26 +75,48 @@ class Index:
                "signatures": [{"keyid": k, "sig": s} for k, s in sorted(self.signatures.items())]}
         return canonical_bytes(doc)
 
-    def sign(self, key: signing.SigningKey) -> None:
-        self.signatures = {key.key_id: key.sign(signing.INDEX_CONTEXT, self.signed_bytes())}
+    def sign(self, *keys: signing.SigningKey) -> None:
+        self.signatures = {key.key_id: key.sign(signing.INDEX_CONTEXT, self.signed_bytes())
+                           for key in keys}
 
     def expires_at(self) -> dt.datetime:
         return dt.datetime.strptime(self.expires, TIME_FORMAT).replace(tzinfo=dt.UTC)
 
+    def rotation_message(self, new_key_id: str) -> bytes:
+        """What a rotation record's old key signs: the new key, for this registry
+        (spec 1, which has no identity: the new key alone)."""
+        return f"{self.registry}/{new_key_id}".encode() if self.registry else new_key_id.encode()
+
+    def _valid_rotations(self, keys: set[str]) -> list[tuple[str, str]]:
+        return [(r["old"], r["new"]) for r in self.rotations
+                if r.get("old") in keys and signing.is_key_id(r.get("new"))
+                and signing.verify(r["old"], r.get("sig", ""), signing.ROTATION_CONTEXT,
+                                   self.rotation_message(r["new"]))]
+
     def trusted_keys(self, trusted: frozenset[str]) -> frozenset[str]:
         """The user's trusted keys plus every key reached from them through valid
-        rotation records (old key signs the new key's id)."""
+        rotation records (old key signs the new key's id, for this registry): the keys
+        whose manifest signatures count."""
         keys = set(trusted)
-        changed = True
-        while changed:
-            changed = False
-            for record in self.rotations:
-                old, new, sig = record.get("old"), record.get("new"), record.get("sig", "")
-                if old in keys and new not in keys and isinstance(new, str) and signing.verify(
-                        old, sig, signing.ROTATION_CONTEXT, new.encode()):
-                    keys.add(new)
-                    changed = True
-        return frozenset(keys)
+        while True:
+            reached = {new for _old, new in self._valid_rotations(keys)} - keys
+            if not reached:
+                return frozenset(keys)
+            keys |= reached
+
+    def signers(self) -> frozenset[str]:
+        """The keys whose signatures over this index verify (trusted or not)."""
+        message = self.signed_bytes()
+        return frozenset(k for k, s in self.signatures.items()
+                         if signing.verify(k, s, signing.INDEX_CONTEXT, message))
+
+    def handed_over(self, trusted: frozenset[str]) -> frozenset[str]:
+        """Keys this registry has rotated away from for good: the old key of every
+        valid rotation whose new key signs this very index. From then on an index
+        signed by the old key alone is refused (the key may have been lost)."""
+        signers = self.signers()
+        return frozenset(old for old, new in self._valid_rotations(set(self.trusted_keys(trusted)))
+                         if new in signers)
 
 
 def expiry_from_now(days: int) -> str:
@@ -86,9 +124,14 @@ def expiry_from_now(days: int) -> str:
     return moment.strftime(TIME_FORMAT)
 
 
-def rotation_record(old: signing.SigningKey, new_key_id: str) -> dict[str, str]:
+def rotation_record(index: Index, old: signing.SigningKey, new_key_id: str) -> dict[str, str]:
+    """`old` vouches for `new_key_id` as the signer of `index`'s registry."""
     return {"old": old.key_id, "new": new_key_id,
-            "sig": old.sign(signing.ROTATION_CONTEXT, new_key_id.encode())}
+            "sig": old.sign(signing.ROTATION_CONTEXT, index.rotation_message(new_key_id))}
+
+
+def new_registry_id() -> str:
+    return uuid.uuid4().hex
 
 
 def parse_index(data: bytes, where: str) -> Index:
@@ -97,12 +140,15 @@ def parse_index(data: bytes, where: str) -> Index:
         doc = parse_json_object(data, where)
         signed = doc.get("signed")
         if not isinstance(signed, dict) or signed.get("type") != INDEX_TYPE or signed.get(
-                "spec") != SPEC:
-            raise ValueError(f"{where} is not an ff index of spec {SPEC}")
+                "spec") not in READABLE_SPECS:
+            raise ValueError(f"{where} is not an ff index of spec {' or '.join(map(str, READABLE_SPECS))}")
         version = signed.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise ValueError(f"{where} has an invalid version number")
-        index = Index(version=version, expires=str(signed.get("expires", "")))
+        registry = signed.get("registry", "") if signed["spec"] >= 2 else ""
+        if signed["spec"] >= 2 and not (isinstance(registry, str) and REGISTRY_ID.match(registry)):
+            raise ValueError(f"{where} has no valid registry identity")
+        index = Index(version=version, expires=str(signed.get("expires", "")), registry=registry)
         index.expires_at()
         models = signed.get("models")
         if not isinstance(models, dict):
@@ -141,15 +187,19 @@ def parse_index(data: bytes, where: str) -> Index:
 
 
 def verify_index(index: Index, trusted: frozenset[str], where: str,
-                 now: dt.datetime | None = None, min_version: int = 0) -> frozenset[str]:
+                 now: dt.datetime | None = None, min_version: int = 0,
+                 retired: frozenset[str] = frozenset()) -> frozenset[str]:
     """Check signature, expiry and freshness; return the keys trusted for this
-    registry (including rotated-in ones). Each refusal says which check failed."""
+    registry (including rotated-in ones). `retired` are keys this registry has been
+    seen to hand over from: they no longer sign its index. Each refusal says which
+    check failed."""
     keys = index.trusted_keys(trusted)
-    message = index.signed_bytes()
-    signers = [k for k, s in index.signatures.items()
-               if signing.verify(k, s, signing.INDEX_CONTEXT, message)]
-    if not any(k in keys for k in signers):
+    signers = index.signers()
+    if not signers & (keys - retired):
         who = ", ".join(sorted(signers)) or "nobody (no valid signature)"
+        if signers & retired:
+            raise VerificationError(f"{where} is signed by {who}, a key this registry rotated away "
+                                    "from (a retired key may be a lost one); refusing it")
         raise VerificationError(f"{where} is signed by {who}, which is not trusted; add the "
                                 "registry's key to [trust] keys in facefusion.toml")
     now = now or dt.datetime.now(dt.UTC)

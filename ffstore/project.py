@@ -96,7 +96,7 @@ def load_project(root: Path) -> Project:
 def check_location(location: str, where: str) -> str:
     """A registry location: a directory, or an http(s) URL that parses (a typo such
     as `http://[::1` is refused here, not deep inside the HTTP client)."""
-    if location.startswith(("http://", "https://")):
+    if location[:8].lower().startswith(("http://", "https://")):
         from urllib.parse import urlsplit
 
         try:

@@ -13,7 +13,7 @@ from typing import Any
 from ffstore import fsutil
 from ffstore.blobs import BlobStore
 from ffstore.errors import FFError, InputError, VerificationError
-from ffstore.index import Index, VersionEntry, expiry_from_now, parse_index
+from ffstore.index import Index, VersionEntry, expiry_from_now, new_registry_id, parse_index
 from ffstore.manifest import (
     FileEntry,
     Manifest,
@@ -204,40 +204,60 @@ def _existing(index: Index, manifest: Manifest) -> VersionEntry | None:
 
 def _check_may_sign_index(registry_root: Path, index: Index, key: SigningKey) -> None:
     """Re-signing the index with a key its current signer never vouched for would
-    lock out every client that trusts only the current one; say how to hand over."""
-    from ffstore import signing
-
-    current = frozenset(k for k, sig in index.signatures.items()
-                        if signing.verify(k, sig, signing.INDEX_CONTEXT, index.signed_bytes()))
-    if current and key.key_id not in index.trusted_keys(current):
+    lock out every client that trusts only the current one; say how to hand over. A
+    key the registry has handed over from may not sign it again."""
+    current = index.signers()
+    if not current:
+        return
+    if key.key_id in index.handed_over(current):
+        raise InputError(f"key {key.name!r} was rotated out of {registry_root} (its successor signs "
+                         "the index now); publish with the new key")
+    if key.key_id not in index.trusted_keys(current):
         raise InputError(f"the index of {registry_root} is signed by {', '.join(sorted(current))}, "
                          f"not by key {key.name!r}; publish with that key, or hand signing over "
                          f"first: ff key rotate OLD {key.name} --registry {registry_root}")
 
 
-def rotate_key(registry_root: Path, old: SigningKey, new_key_id: str, expiry_days: int) -> bool:
-    """Introduce `new_key_id` as this registry's signing key, vouched for by `old`:
-    clients that trust `old` then accept indexes and manifests signed by the new key.
-    Returns False when the registry already lists this rotation."""
+def rotate_key(registry_root: Path, old: SigningKey, new: SigningKey | str,
+               expiry_days: int) -> bool:
+    """Introduce `new` (a key, or just its id) as this registry's signing key,
+    vouched for by `old` for this registry only: clients that trust `old` then
+    accept indexes and manifests signed by the new key. When the new key itself is
+    at hand it co-signs the index, which completes the handover at once: clients
+    then refuse an index signed by `old` alone. Returns False when the registry
+    already lists this rotation."""
     from ffstore.index import rotation_record
     from ffstore.signing import check_key_id
 
+    new_key_id = new if isinstance(new, str) else new.key_id
     check_key_id(new_key_id, "new key")
     with fsutil.file_lock(registry_root / ".ff-publish.lock"):
         index = _read_index(registry_root)
         if any(r.get("old") == old.key_id and r.get("new") == new_key_id
                for r in index.rotations):
             return False
-        index.rotations.append(rotation_record(old, new_key_id))
-        write_index(registry_root, index, old, expiry_days)
+        _identify(index)
+        index.rotations.append(rotation_record(index, old, new_key_id))
+        write_index(registry_root, index, old, expiry_days,
+                    *(() if isinstance(new, str) else (new,)))
     return True
 
 
-def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days: int) -> None:
+def _identify(index: Index) -> None:
+    """Give a registry its identity (index spec 2) unless it has one. A spec 1
+    index that already lists rotations keeps spec 1: its records were signed
+    without an identity and would no longer verify."""
+    if not index.registry and not index.rotations:
+        index.registry = new_registry_id()
+
+
+def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days: int,
+                *cosigners: SigningKey) -> None:
     """Bump the version (it must only grow), renew the expiry, sign, write."""
+    _identify(index)
     index.version += 1
     index.expires = expiry_from_now(expiry_days)
-    index.sign(key)
+    index.sign(key, *cosigners)
     fsutil.atomic_write(registry_root / layout.INDEX, index.to_bytes(), mode=0o644)
 
 

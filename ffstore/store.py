@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ from ffstore.canonical import load_json
 from ffstore.digests import hex_part, is_digest
 from ffstore.errors import FFError, VerificationError
 from ffstore.manifest import Manifest, parse_manifest, parse_signatures
+
+
+@dataclass(frozen=True)
+class RegistryMemory:
+    """What this machine has seen of a registry: the identity it gave at its
+    location, its highest index version, and keys it has handed over from."""
+
+    identity: str
+    version: int
+    retired: frozenset[str]
 
 
 class Store:
@@ -108,24 +119,51 @@ class Store:
 
     # --- registry freshness memory ---------------------------------------------
 
-    def _registry_state(self) -> dict[str, int]:
+    def _registry_state(self) -> dict[str, dict[str, Any]]:
+        """{"versions": {registry: highest index version}, "ids": {location: registry
+        identity}, "retired": {registry: [keys]}}. The first format, one flat
+        {location: version}, is read as versions."""
         try:
             value = load_json(self._state_file.read_bytes(), str(self._state_file))
-            return value if isinstance(value, dict) else {}
         except (FileNotFoundError, ValueError):
-            return {}
+            return {"versions": {}, "ids": {}, "retired": {}}
+        if not isinstance(value, dict):
+            value = {}
+        if value and all(isinstance(v, int) for v in value.values()):
+            value = {"versions": value}
+        return {part: value.get(part) if isinstance(value.get(part), dict) else {}
+                for part in ("versions", "ids", "retired")}
 
-    def seen_index_version(self, registry: str) -> int:
-        return int(self._registry_state().get(registry, 0))
+    def registry_memory(self, location: str, identity: str, *aliases: str) -> RegistryMemory:
+        """What this machine remembers of the registry at `location` that now calls
+        itself `identity` (empty: a spec 1 index, known by location only); `aliases`
+        are older spellings of the location whose counters still count."""
+        state = self._registry_state()
+        versions, retired = state["versions"], state["retired"]
+        key = identity or location
+        seen = max(int(versions.get(name, 0)) for name in (key, location, *aliases))
+        return RegistryMemory(str(state["ids"].get(location, "")), seen,
+                              frozenset(retired.get(key, [])))
 
-    def remember_index_version(self, registry: str, version: int) -> None:
+    def remember_registry(self, location: str, identity: str, version: int,
+                          retired: frozenset[str]) -> None:
         with fsutil.file_lock(self.root / "locks" / "state.lock"):
             state = self._registry_state()
-            if state.get(registry, 0) >= version:
-                return
-            state[registry] = version
-            fsutil.atomic_write(self._state_file,
-                                json.dumps(state, indent=1, sort_keys=True).encode())
+            key = identity or location
+            changed = False
+            if int(state["versions"].get(key, 0)) < version:
+                state["versions"][key] = version
+                changed = True
+            if identity and state["ids"].get(location) != identity:
+                state["ids"][location] = identity
+                changed = True
+            known = set(state["retired"].get(key, []))
+            if not retired <= known:
+                state["retired"][key] = sorted(known | retired)
+                changed = True
+            if changed:
+                fsutil.atomic_write(self._state_file,
+                                    json.dumps(state, indent=1, sort_keys=True).encode())
 
     # --- verification stamps ---------------------------------------------------
 

@@ -619,3 +619,79 @@ def test_a_redirect_to_another_host_is_followed_when_the_entry_allows_it(
             '[modules]\nface_detector = { model = "ulfd", version = ">=1" }\n')
         workspace.run("lock")
         workspace.run("sync")
+
+
+# --- registry identity: freshness by identity, rotations bound to one registry --------
+
+
+def test_a_replayed_index_is_refused_whatever_the_url_spelling(served: Served) -> None:
+    ws = served.ws
+    old_index = (ws.registry / "index.json").read_bytes()
+    ws.publish(ULFD["RFB-320"], "ulfd", "2.0.0")
+    ws.run("lock", "--upgrade")
+    (ws.registry / "index.json").write_bytes(old_index)
+    port = served.url.rsplit(":", 1)[1].strip("/")
+    for spelling in (f"http://localhost:{port}", f"HTTP://LOCALHOST:{port}//",
+                     f"http://[::1]:{port}/"):
+        result = ws.run("lock", "--upgrade", "--registry", spelling, expect=1)
+        if "rollback attack" not in result.err:  # ::1 is refused where nothing listens on it
+            assert "[::1]" in spelling and "cannot read" in result.err, result.err
+
+
+def test_another_registry_at_the_same_location_is_refused(served: Served, tmp_path: Path) -> None:
+    ws = served.ws
+    other = tmp_path / "other"
+    ws.run("publish", str(MODEL), "--registry", str(other), "--model", "ulfd", "--version", "1.0.0",
+           "--module", "face_detector", "--key", "alice")
+    shutil.rmtree(ws.registry)
+    shutil.copytree(other, ws.registry)  # same URL, same key, another registry's index
+    result = ws.run("lock", "--upgrade", expect=1)
+    assert "served registry" in result.err and "before" in result.err
+
+
+def _publish_to(ws: Workspace, registry: Path, version: str, key: str) -> None:
+    ws.run("publish", str(MODEL), "--registry", str(registry), "--model", "ulfd", "--version",
+           version, "--module", "face_detector", "--key", key)
+
+
+def test_a_rotation_made_for_one_registry_means_nothing_in_another(workspace: Workspace,
+                                                                  tmp_path: Path) -> None:
+    import json
+
+    workspace.run("key", "generate", "bob")
+    first, second = tmp_path / "first", tmp_path / "second"
+    _publish_to(workspace, first, "1.0.0", "alice")
+    _publish_to(workspace, second, "1.0.0", "alice")
+    workspace.run("key", "rotate", "alice", "bob", "--registry", str(first))
+    # Copy first's rotation record into second, then sign second's index with bob: an
+    # index bob could sign only if alice had vouched for bob for *this* registry.
+    record = json.loads((first / "index.json").read_text())["signed"]["rotations"][0]
+    index = parse_index((second / "index.json").read_bytes(), "index")
+    index.rotations.append(record)
+    write_index(second, index, load_key(workspace.home / "keys", "bob"), expiry_days=30)
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=str(second))
+    result = workspace.run("lock", expect=1)
+    assert "which is not trusted" in result.err
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=str(first))
+    workspace.run("lock")  # where it was made, the rotation holds
+
+
+def test_a_completed_handover_retires_the_old_key(workspace: Workspace) -> None:
+    workspace.run("key", "generate", "bob")
+    _publish_to(workspace, workspace.registry, "1.0.0", "alice")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    # bob's private key is at hand, so he co-signs: the handover completes at once.
+    workspace.run("key", "rotate", "alice", "bob", "--registry", str(workspace.registry))
+    workspace.run("lock")  # seen: signed by bob, who took over from alice
+    refused = workspace.run("publish", str(ULFD["RFB-320"]), "--registry", str(workspace.registry),
+                            "--model", "ulfd", "--version", "2.0.0", "--module", "face_detector",
+                            "--key", "alice", expect=2)
+    assert "rotated out" in refused.err
+    # Someone who kept (or stole) alice's key signs a newer index alone: refused.
+    index = parse_index((workspace.registry / "index.json").read_bytes(), "index")
+    write_index(workspace.registry, index, load_key(workspace.home / "keys", "alice"), 30)
+    result = workspace.run("lock", "--upgrade", expect=1)
+    assert "rotated away from" in result.err
+    _publish_to(workspace, workspace.registry, "2.0.0", "bob")
+    assert "ulfd 2.0.0" in workspace.run("lock", "--upgrade").out

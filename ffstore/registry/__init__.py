@@ -9,7 +9,26 @@ from ffstore.registry.local import LocalRegistry
 
 
 def is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
+    return location[:8].lower().startswith(("http://", "https://"))
+
+
+def canonical_location(location: str) -> str:
+    """One spelling per registry location, so what ff remembers of it (the index
+    version seen, its identity) does not start afresh for `localhost` against
+    `127.0.0.1`, a trailing slash, upper-case letters or a default port. Directories
+    arrive resolved."""
+    if not is_url(location):
+        return location
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(location)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "127.0.0.1", "::1"):
+        host = "localhost"
+    port = parts.port
+    netloc = host if port in (None, {"http": 80, "https": 443}[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def open_registry(config: RegistryConfig, base_dir: Path, options: TransferOptions) -> Registry:
@@ -22,4 +41,4 @@ def open_registry(config: RegistryConfig, base_dir: Path, options: TransferOptio
     return LocalRegistry((base_dir / config.location).resolve())
 
 
-__all__ = ["Registry", "TransferOptions", "is_url", "open_registry"]
+__all__ = ["Registry", "TransferOptions", "canonical_location", "is_url", "open_registry"]
