@@ -4,6 +4,7 @@ process killed half-way) therefore sees either the old file or the new one, neve
 mix."""
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
@@ -89,12 +90,25 @@ def sweep_temp_files(root: Path) -> None:
                 entry.unlink()
 
 
+def open_no_follow(path: Path) -> int:
+    """Open (creating) a file ff owns for reading and writing, never through a
+    symlink: a link planted where ff keeps its files (the store, a partial download)
+    would make ff write wherever it points. The link is replaced by a file."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    path.unlink()
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
     """An advisory lock (flock) that the kernel drops when the process dies, so a
     killed `ff` never leaves the store locked."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_no_follow(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield

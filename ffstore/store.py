@@ -5,6 +5,7 @@ history, and what this machine remembers about registries."""
 import contextlib
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,10 +93,10 @@ class Store:
         self.manifest_path(digest).unlink(missing_ok=True)
         (self._signature_dir / f"{hex_part(digest)}.json").unlink(missing_ok=True)
         view = self._view_dir / hex_part(digest)
-        if view.is_dir():
-            for entry in sorted(view.rglob("*"), reverse=True):
-                entry.rmdir() if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-            view.rmdir()
+        if view.is_symlink():  # never follow a link out of the store
+            view.unlink()
+        elif view.is_dir():
+            shutil.rmtree(view)  # removes links inside it, never what they point to
 
     # --- views ----------------------------------------------------------------
 
@@ -105,6 +106,7 @@ class Store:
         directory = self._view_dir / hex_part(manifest.digest)
         for entry in manifest.files:
             target = directory / entry.path
+            self._no_links_above(directory, target)
             if target.is_file() and not target.is_symlink() and os.path.samefile(
                     target, self.blobs.path(entry.digest)):
                 continue
@@ -116,6 +118,13 @@ class Store:
             os.link(self.blobs.path(entry.digest), temp)
             os.replace(temp, target)
         return directory
+
+    def _no_links_above(self, directory: Path, target: Path) -> None:
+        """Replace any symlink on the way from the views to `target` (the view, a
+        subfolder of it) by nothing: ff writes only inside its store."""
+        for place in (self._view_dir, directory, *reversed(target.parents)):
+            if place.is_relative_to(directory.parent) and place.is_symlink():
+                place.unlink()
 
     # --- registry freshness memory ---------------------------------------------
 

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import tomllib
 from pathlib import Path
@@ -417,3 +418,32 @@ def test_out_of_range_flags(workspace: Workspace) -> None:
                            "alice", "--requires-ff", "not a range", expect=None), 2,
              "not a version range")
     assert not workspace.registry.exists()
+
+
+def test_links_planted_in_the_store_are_never_followed(locked: Workspace, tmp_path: Path) -> None:
+    """A symlink in FF_HOME (a view, a partial download) must not make ff delete or
+    write outside the store."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    views = locked.home / "views" / "sha256"
+    view = next(views.iterdir())
+    shutil.rmtree(view)
+    view.symlink_to(outside, target_is_directory=True)
+    (locked.project / "facefusion.lock").unlink()  # the project is gone: gc frees its models
+    assert "1 manifests" in locked.run("gc").out
+    assert (outside / "precious.txt").read_text() == "keep me"
+    assert not view.is_symlink()
+
+
+def test_a_planted_partial_download_link_is_replaced(locked: Workspace, tmp_path: Path) -> None:
+    from ffstore import fsutil
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    part = locked.home / "partial" / "x.part"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.symlink_to(victim)
+    with fsutil.file_lock(part):
+        pass
+    assert not part.is_symlink() and victim.read_text() == "untouched"
