@@ -30,7 +30,8 @@ def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[BinaryIO, Pat
     The file is removed if the block raises; a SIGKILL leaves it behind under a name
     that `sweep_temp_files` recognises."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=directory)
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=suffix,
+                                dir=directory)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -78,15 +79,33 @@ def atomic_write(destination: Path, data: bytes, mode: int | None = None) -> Non
         commit(handle, temp, destination, _default_mode() if mode is None else mode)
 
 
+def _writer_gone(name: str) -> bool:
+    """Whether the process whose pid a temp file's name carries (`.ff-tmp-<pid>-...`)
+    has ended. A name without one, or a pid still running (or reused), counts as
+    alive: only the hour then tells."""
+    pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, another user's
+    return False
+
+
 def sweep_temp_files(root: Path) -> None:
-    """Remove temp files that killed processes left anywhere under `root`. Only files
-    not touched for an hour are removed, so a live writer's temp file is left alone."""
+    """Remove temp files that killed processes left anywhere under `root`: at once
+    when the writer named in the file is gone, else once untouched for an hour, so a
+    live writer's temp file is left alone."""
     if not root.is_dir():
         return
     cutoff = time.time() - 3600
     for entry in root.rglob(f"{TEMP_PREFIX}*"):
         with contextlib.suppress(FileNotFoundError):
-            if entry.is_file() and entry.stat().st_mtime < cutoff:
+            if entry.is_file() and not entry.is_symlink() and (
+                    _writer_gone(entry.name) or entry.stat().st_mtime < cutoff):
                 entry.unlink()
 
 

@@ -5,6 +5,7 @@ then the index last. A publish killed at any point leaves the previous index, so
 readers never see a version whose files are not all there."""
 
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -140,6 +141,17 @@ def publish_releases(registry_root: Path, releases: list[Release], key: SigningK
         if label in seen:
             raise InputError(f"{label[0]} {label[1]} is named twice in one publish")
         seen.add(label)
+    created = not registry_root.exists()
+    try:
+        return _publish_locked(registry_root, prepared, key, expiry_days)
+    except BaseException:
+        if created:  # a refused first publish leaves no half-made registry behind
+            shutil.rmtree(registry_root, ignore_errors=True)
+        raise
+
+
+def _publish_locked(registry_root: Path, prepared: list["_Prepared"], key: SigningKey,
+                    expiry_days: int) -> list[PublishResult]:
     with fsutil.file_lock(registry_root / ".ff-publish.lock"):
         index = _read_index(registry_root)
         if any(find_version(index.models.get(p.release.model, {}), p.release.version) is None

@@ -447,3 +447,20 @@ def test_a_planted_partial_download_link_is_replaced(locked: Workspace, tmp_path
     with fsutil.file_lock(part):
         pass
     assert not part.is_symlink() and victim.read_text() == "untouched"
+
+
+def test_temp_files_of_killed_writers_are_swept_at_once(workspace: Workspace) -> None:
+    """A killed publish leaves its temp file; the next publish removes it at once
+    when its writer is gone, and leaves a live writer's alone."""
+    import subprocess
+    import sys
+
+    workspace.publish(YUNET, "yunet", "1.0.0")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    tmp = workspace.registry / "tmp"
+    tmp.mkdir(exist_ok=True)
+    (tmp / f".ff-tmp-{dead}-abc").write_bytes(b"half a blob")
+    (tmp / f".ff-tmp-{os.getpid()}-live").write_bytes(b"someone writing")
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    assert sorted(p.name for p in tmp.iterdir()) == [f".ff-tmp-{os.getpid()}-live"]
