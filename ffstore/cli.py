@@ -443,11 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         click.echo(f"error: {exc.format_message()}{hint}", err=True)
         return 2
-    except click.Abort:
-        click.echo("error: aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
+    except (click.Abort, KeyboardInterrupt):  # click turns a Ctrl-C into Abort
+        click.echo("error: interrupted (a download stopped here resumes with the next command)",
+                   err=True)
         return 130
     except OSError as exc:
         click.echo(f"error: {exc.strerror or exc} ({exc.filename or 'no file'})", err=True)

@@ -161,6 +161,9 @@ class _Onward(Transfer):
     def advance(self, count: int) -> None:
         self._target.advance(count)
 
+    def cancel(self) -> None:
+        self._target.cancel()
+
     def file_done(self) -> None:
         self._target.file_done()
 

@@ -21,6 +21,7 @@ class Transfer:
         self.files = self.files_done = 0
         self.total = self.done = 0
         self.started = time.monotonic()
+        self._cancelled = False
 
     def begin(self, files: int, total: int) -> None:
         with self._lock:
@@ -29,9 +30,17 @@ class Transfer:
         self._changed()
 
     def advance(self, count: int) -> None:
+        """Count `count` bytes. After `cancel`, raises KeyboardInterrupt instead, in
+        whichever fetch thread reports next, so a Ctrl-C stops every transfer within
+        a chunk (what arrived stays in partial/ for a resume)."""
+        if self._cancelled:
+            raise KeyboardInterrupt
         with self._lock:
             self.done += count
         self._changed()
+
+    def cancel(self) -> None:
+        self._cancelled = True
 
     def file_done(self) -> None:
         with self._lock:

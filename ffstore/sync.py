@@ -105,9 +105,15 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
         transfer.file_done()
 
     if missing:
-        with ThreadPoolExecutor(max_workers=context.setting("jobs")) as pool:
+        pool = ThreadPoolExecutor(max_workers=context.setting("jobs"))
+        try:
             for future in [pool.submit(fetch, item) for item in missing.items()]:
                 future.result()
+        except KeyboardInterrupt:
+            transfer.cancel()  # the fetch threads stop at their next chunk
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         store.stamp_fetched(list(missing))
     for _entry, manifest in manifests:
         store.view(manifest)

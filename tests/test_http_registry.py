@@ -61,6 +61,15 @@ class TrickHandler(RegistryHandler):
         elif mode == "hang":
             self.server.release.wait(10)
             self.close_connection = True
+        elif mode == "crawl":  # the whole blob at crawl_rate bytes a second, until released
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            piece = self.server.crawl_rate // 20
+            for start in range(0, len(data), piece):
+                if self.server.release.wait(0.05):
+                    return
+                self.wfile.write(data[start:start + piece])
         elif mode == "slow":  # the whole blob, in pieces, slowly: concurrent clients overlap
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
@@ -100,6 +109,7 @@ class TrickServer(RegistryServer):
         self.modes = modes  # one per blob request; the last one sticks
         self.ranges: list[str | None] = []
         self.sent = 0
+        self.crawl_rate = 1 << 20
         self.release = threading.Event()
         self._lock = threading.Lock()
 
@@ -695,3 +705,40 @@ def test_a_completed_handover_retires_the_old_key(workspace: Workspace) -> None:
     assert "rotated away from" in result.err
     _publish_to(workspace, workspace.registry, "2.0.0", "bob")
     assert "ulfd 2.0.0" in workspace.run("lock", "--upgrade").out
+
+
+def test_ctrl_c_stops_a_download_at_once_and_keeps_it_for_a_resume(
+        workspace: Workspace, tmp_path: Path) -> None:
+    """The first Ctrl-C ends a transfer within a second (not when it is done), says
+    so in one line, and what arrived waits in partial/ for the next sync."""
+    import signal
+
+    from ffswap import standins
+
+    big = tmp_path / "big" / "inswapper_128.onnx"
+    big.parent.mkdir()
+    big.write_bytes(standins.face_swapper(size=24 << 20))
+    workspace.publish(big, "big", "1.0.0", module="frame_enhancer")
+    server = TrickServer(workspace.registry, ["crawl"])
+    server.crawl_rate = 2 << 20  # 2 MiB/s: 12 s for the whole blob
+    with running(server) as url:
+        workspace.write_toml({"frame_enhancer": ("big", ">=1")}, registry=url)
+        workspace.run("lock")
+        process = subprocess.Popen([sys.executable, "-m", "ffstore", "sync"],
+                                   cwd=workspace.project, env={**os.environ,
+                                                               "FF_HOME": str(workspace.home)},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        partial = workspace.home / "partial"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                p.stat().st_size > 1 << 20 for p in partial.glob("*.part")):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        _out, err = process.communicate(timeout=10)
+        assert time.monotonic() - interrupted < 1.5
+        server.release.set()
+    assert process.returncode == 130
+    assert err.strip().startswith("error: interrupted") and "\n" not in err.strip()
+    (part,) = partial.glob("*.part")
+    assert 1 << 20 < part.stat().st_size < 24 << 20

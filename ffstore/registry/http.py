@@ -255,6 +255,12 @@ class _Download:
         self._counted = 0  # bytes of the partial file reported to `progress`
         self._restarted = False
 
+    def _received(self, count: int) -> None:
+        """Every receive: the pace is kept, and a cancelled sync (Ctrl-C) stops here,
+        within a receive, not when a whole buffer is full."""
+        self._pace.received(count)
+        self._progress(0)
+
     def _advance(self, count: int) -> None:
         self._counted += count
         self._progress(count)
@@ -291,7 +297,7 @@ class _Download:
         before = self._counted
         try:
             with self._client.stream("GET", url, headers=headers,
-                                     extensions={ON_RECEIVE: self._pace.received}) as response, \
+                                     extensions={ON_RECEIVE: self._received}) as response, \
                     _Writeback(self._part) as writeback:
                 if response.status_code == 416:
                     self._discard()
