@@ -299,6 +299,10 @@ def gc(ctx: click.Context, keep: int | None, dry_run: bool) -> None:
 
     context = _context(ctx, need_project=False, gc_keep=keep)
     report = do_gc(context.store, context.setting("gc_keep"), dry_run)
+    for removal in report.removals:
+        what = (f"{removal.model} {removal.version} ({removal.path})" if removal.model
+                else f"blob {removal.digest}")
+        _say(ctx, f"{'would remove' if dry_run else 'removed'} {what}, {_size(removal.size)}")
     verb = "would free" if dry_run else "freed"
     _say(ctx, f"{verb} {_size(report.bytes_freed)} ({report.bytes_freed} bytes): "
               f"{report.blobs_removed} blobs, {report.manifests_removed} manifests; "

@@ -5,7 +5,7 @@ folder it exported to (`ff export`) still lists. gc never touches those folders.
 
 from dataclasses import dataclass
 
-from ffstore.errors import InputError
+from ffstore.errors import FFError, InputError
 from ffstore.export import exported_digests
 from ffstore.generations import registered_projects
 from ffstore.lockfile import Lock, read_lock
@@ -14,11 +14,23 @@ from ffstore.store import Store
 
 
 @dataclass(frozen=True)
+class Removal:
+    """One blob gc removes (or, dry, would): what it was, as far as the store knows."""
+
+    digest: str
+    size: int
+    model: str = ""
+    version: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class GcReport:
     blobs_removed: int
     bytes_freed: int
     manifests_removed: int
     projects: int
+    removals: tuple[Removal, ...] = ()
 
 
 def _referenced(store: Store, keep: int) -> tuple[set[str], set[str], int]:
@@ -62,10 +74,26 @@ def gc(store: Store, keep: int, dry_run: bool = False) -> GcReport:
         doomed = [d for d in store.blobs.digests() if d not in blobs]
         freed = sum(store.blobs.size(d) for d in doomed)
         stale_manifests = [d for d in store.manifest_digests() if d not in manifests]
+        removals = _describe(store, doomed)
         if not dry_run:
             for digest in stale_manifests:
                 store.remove_manifest(digest)  # drops its view links too
             for digest in doomed:
                 store.blobs.remove(digest)
             store.prune_stamps()
-    return GcReport(len(doomed), freed, len(stale_manifests), projects)
+    return GcReport(len(doomed), freed, len(stale_manifests), projects, removals)
+
+
+def _describe(store: Store, doomed: list[str]) -> tuple[Removal, ...]:
+    """Name each doomed blob by the stored manifests that list it (a blob no stored
+    manifest lists is named by its digest alone)."""
+    known: dict[str, tuple[str, str, str]] = {}
+    for digest in store.manifest_digests():
+        try:
+            manifest, _signatures = store.load_manifest(digest)
+        except FFError:
+            continue  # a damaged manifest names nothing; ff verify reports it
+        for file in manifest.files:
+            known.setdefault(file.digest, (manifest.model, manifest.version, file.path))
+    return tuple(Removal(digest, store.blobs.size(digest), *known.get(digest, ("", "", "")))
+                 for digest in doomed)

@@ -84,9 +84,13 @@ def test_full_lifecycle(workspace: Workspace) -> None:
     run("verify")
 
     # gc keeps the current lock and recent generations; with --keep 1 only the current.
+    before = _store_files(workspace.home)
     dry = run("gc", "--keep", "1", "--dry-run").out
     assert "would free" in dry
-    before = _store_files(workspace.home)
+    # What would go, by model, version, file and size, not only totals.
+    assert "would remove ulfd 1.2.0 (version-RFB-640.onnx), " in dry
+    assert "would remove ulfd 1.1.0" not in dry  # locked
+    assert _store_files(workspace.home) == before  # a dry run removes nothing
     run("gc", "--keep", "1")
     after = _store_files(workspace.home)
     assert set(after) < set(before)
