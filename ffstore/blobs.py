@@ -234,10 +234,12 @@ class BlobStore:
         destination = self.path(digest)
         handle.flush()  # the last chunk may still sit in the file object's buffer
         with contextlib.suppress(FileNotFoundError):
-            if destination.stat().st_size == os.fstat(handle.fileno()).st_size:
+            if destination.stat().st_size == os.fstat(handle.fileno()).st_size and (
+                    self.rehash(digest) == digest):
                 temp.unlink()  # deduplicated: the same bytes are already stored
                 return False
-            # else a damaged copy (truncated, say) sits there: the verified one replaces it
+            # else a damaged copy (truncated, flipped bits) sits there: the verified
+            # one replaces it (a hard link to the damaged file elsewhere keeps it)
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         # A hard-linked file is already read-only; chmod would change the source too.
         mode = READ_ONLY if temp.stat().st_mode & 0o222 else None

@@ -337,17 +337,27 @@ def status(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option("--repair", is_flag=True,
+              help="Fetch good copies of what was corrupt (needs the project's registries).")
 @click.pass_context
-def verify(ctx: click.Context) -> None:
+def verify(ctx: click.Context, repair: bool) -> None:
     """Re-hash the whole store and re-check manifest signatures."""
+    from ffstore.sync import sync as do_sync
     from ffstore.verify import verify as do_verify
 
     context = _context(ctx, need_project=False)
     report = do_verify(context.store)
     for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
+    if repair and context.project_root is not None:
+        # What verify moved away (now or before) is missing: fetched again, verified.
+        fetched = do_sync(context)
+        if fetched.files_fetched or report.problems:
+            _say(ctx, f"repaired: fetched {fetched.files_fetched} files again from the registry")
+            return
     if report.problems:
-        raise FFError(f"{len(report.problems)} problem(s) in the store; run `ff sync` to re-fetch")
+        raise FFError(f"{len(report.problems)} problem(s) in the store; run `ff verify --repair` "
+                      "(in the project) or `ff sync` to fetch good copies")
     _say(ctx, f"ok: {report.blobs_checked} blobs and {report.manifests_checked} manifests verified")
 
 

@@ -29,12 +29,15 @@ def verify(store: Store) -> VerifyReport:
             actual = store.blobs.rehash(digest)
             if actual != digest:
                 corrupt.add(digest)
+                links = store.blobs.path(digest).stat().st_nlink
                 quarantine = store.root / "quarantine"
                 quarantine.mkdir(exist_ok=True)
                 os.replace(store.blobs.path(digest), quarantine / digest.split(":")[1])
                 fsutil.fsync_dir(quarantine)
+                shared = ("; the file is hard-linked elsewhere too (a local registry ff linked it "
+                          "from shares the damage: re-publish the model there)") if links > 1 else ""
                 report.problems.append(f"blob {digest} was corrupt (hashes to {actual}); "
-                                       f"moved to {quarantine}")
+                                       f"moved to {quarantine}{shared}")
         for digest in store.manifest_digests():
             report.manifests_checked += 1
             try:

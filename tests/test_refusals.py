@@ -464,3 +464,21 @@ def test_temp_files_of_killed_writers_are_swept_at_once(workspace: Workspace) ->
     (tmp / f".ff-tmp-{os.getpid()}-live").write_bytes(b"someone writing")
     workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
     assert sorted(p.name for p in tmp.iterdir()) == [f".ff-tmp-{os.getpid()}-live"]
+
+
+def test_a_corrupt_local_registry_blob_is_repaired_as_the_error_says(locked: Workspace) -> None:
+    """The store hard-links a read-only local registry's blobs, so both share one
+    file's damage: verify says so, publishing the same bytes again replaces the
+    registry's copy, and verify --repair fetches a good copy into the store."""
+    digest = "sha256:" + hashlib.sha256(ULFD["slim-320"].read_bytes()).hexdigest()
+    registry_blob = locked.registry / layout.blob(digest)
+    assert registry_blob.samefile(BlobStore(locked.home).path(digest))
+    _tamper(registry_blob)
+    result = locked.run("verify", expect=1)
+    assert "hard-linked elsewhere too" in result.err
+    republished = locked.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    assert "0 B added" not in republished.out
+    assert hashlib.sha256(registry_blob.read_bytes()).hexdigest() == digest.split(":")[1]
+    repaired = locked.run("verify", "--repair")
+    assert "repaired: fetched 1 files" in repaired.out
+    assert "ok:" in locked.run("verify").out
