@@ -161,6 +161,12 @@ class _Onward(Transfer):
     def advance(self, count: int) -> None:
         self._target.advance(count)
 
+    def skip(self, count: int) -> None:
+        self._target.skip(count)
+
+    def start_file(self, name: str) -> None:
+        self._target.start_file(name)
+
     def cancel(self) -> None:
         self._target.cancel()
 

@@ -20,6 +20,8 @@ class Transfer:
         self._lock = threading.Lock()
         self.files = self.files_done = 0
         self.total = self.done = 0
+        self.resumed = 0  # of `done`: bytes an earlier run left (not received now)
+        self.current = ""  # the file being fetched, for the display
         self.started = time.monotonic()
         self._cancelled = False
 
@@ -37,6 +39,19 @@ class Transfer:
             raise KeyboardInterrupt
         with self._lock:
             self.done += count
+        self._changed()
+
+    def skip(self, count: int) -> None:
+        """Count bytes an earlier, interrupted run left: done, but not received now,
+        so they do not inflate the rate."""
+        with self._lock:
+            self.done += count
+            self.resumed += count
+        self._changed()
+
+    def start_file(self, name: str) -> None:
+        with self._lock:
+            self.current = name
         self._changed()
 
     def cancel(self) -> None:
@@ -78,12 +93,19 @@ class Bar(Transfer):
     def line(self, now: float) -> str:
         with self._lock:
             files, files_done, total, done = self.files, self.files_done, self.total, self.done
+            received, current = done - self.resumed, self.current
             elapsed = max(now - self.started, 1e-6)
         filled = int(self._width * done / total) if total else self._width
         bar = "#" * filled + "-" * (self._width - filled)
         size = self._size_text
-        return (f"[{bar}] {files_done}/{files} files  {size(done)} / {size(total)}  "
-                f"{size(int(done / elapsed))}/s")
+        rate = received / elapsed  # this run's bytes only: a resumed prefix cost nothing
+        line = f"[{bar}] {files_done}/{files} files  {size(done)} / {size(total)}  {size(round(rate))}/s"
+        if rate > 0 and total > done:
+            left = round((total - done) / rate)
+            line += f"  ETA {left // 60}:{left % 60:02d}"
+        if current and files_done < files:
+            line += f"  {current if len(current) <= 40 else '…' + current[-39:]}"
+        return line
 
     def _draw(self, now: float) -> None:
         self._stream.write(f"\r{self.line(now)}\x1b[K")

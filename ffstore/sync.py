@@ -88,20 +88,20 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
     store = context.store
     entries = list(entries)
     manifests = list(zip(entries, _verified_manifests(context, entries), strict=True))
-    missing: dict[str, tuple[LockedModule, int]] = {}
+    missing: dict[str, tuple[LockedModule, int, str]] = {}
     total = 0
     for entry, manifest in manifests:
         for file in manifest.files:
             total += file.size
             if not store.blobs.has(file.digest, file.size):
-                missing[file.digest] = (entry, file.size)
+                missing[file.digest] = (entry, file.size, file.path)
     transfer = progress or Transfer()
-    transfer.begin(len(missing), sum(size for _e, size in missing.values()))
+    transfer.begin(len(missing), sum(size for _e, size, _p in missing.values()))
 
-    def fetch(item: tuple[str, tuple[LockedModule, int]]) -> None:
-        digest, (entry, size) = item
-        context.catalog(entry.registry).registry.fetch_blob(digest, size, store.blobs,
-                                                            transfer.advance)
+    def fetch(item: tuple[str, tuple[LockedModule, int, str]]) -> None:
+        digest, (entry, size, path) = item
+        transfer.start_file(path)
+        context.catalog(entry.registry).registry.fetch_blob(digest, size, store.blobs, transfer)
         transfer.file_done()
 
     if missing:
@@ -117,7 +117,7 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
         store.stamp_fetched(list(missing))
     for _entry, manifest in manifests:
         store.view(manifest)
-    return len(missing), sum(size for _e, size in missing.values()), total
+    return len(missing), sum(size for _e, size, _p in missing.values()), total
 
 
 def sync(context: Context, locked: bool = False,

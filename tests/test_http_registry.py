@@ -742,3 +742,15 @@ def test_ctrl_c_stops_a_download_at_once_and_keeps_it_for_a_resume(
     assert err.strip().startswith("error: interrupted") and "\n" not in err.strip()
     (part,) = partial.glob("*.part")
     assert 1 << 20 < part.stat().st_size < 24 << 20
+
+
+def test_a_resumed_transfer_shows_this_runs_rate_an_eta_and_the_file() -> None:
+    bar = Bar(Terminal(), lambda n: f"{n} B")
+    bar.begin(1, 1000)
+    bar.started -= 10  # ten seconds into this run
+    bar.skip(600)  # what an earlier run left: not received now
+    bar.start_file("inswapper_128.onnx")
+    bar.advance(100)
+    line = bar.line(time.monotonic())
+    assert "700 B / 1000 B  10 B/s" in line  # 100 B in 10 s, not 700 B
+    assert "ETA 0:30" in line and line.endswith("inswapper_128.onnx")

@@ -7,7 +7,15 @@ from typing import Protocol
 
 from ffstore.blobs import BlobStore
 
-Progress = Callable[[int], None]
+
+class Progress(Protocol):
+    """How a fetch reports its bytes (ffstore.progress.Transfer is one)."""
+
+    def advance(self, count: int) -> None:
+        """`count` bytes received (negative: taken back, wrong bytes discarded)."""
+
+    def skip(self, count: int) -> None:
+        """`count` bytes an earlier run left, resumed."""
 
 
 def _quiet(_message: str) -> None:

@@ -226,7 +226,7 @@ class HttpRegistry:
         with fsutil.file_lock(part):
             if store.has(digest, size):  # another process finished it while we waited
                 part.unlink(missing_ok=True)
-                progress(size)
+                progress.advance(size)
                 return
             download = _Download(self._client, self._options.timeout, part, digest, size, store,
                                  progress, _Pace(self._options.timeout))
@@ -259,16 +259,16 @@ class _Download:
         """Every receive: the pace is kept, and a cancelled sync (Ctrl-C) stops here,
         within a receive, not when a whole buffer is full."""
         self._pace.received(count)
-        self._progress(0)
+        self._progress.advance(0)
 
     def _advance(self, count: int) -> None:
         self._counted += count
-        self._progress(count)
+        self._progress.advance(count)
 
     def _discard(self) -> None:
         """Empty the partial file (truncate, not unlink: the lock is on its inode)."""
         os.truncate(self._part, 0)
-        self._progress(-self._counted)
+        self._progress.advance(-self._counted)
         self._counted = 0
 
     def attempt(self, url: str) -> None:
@@ -276,8 +276,9 @@ class _Download:
         if offset > self._size:
             self._discard()
             offset = 0
-        if offset > self._counted:  # left by an earlier run: count it once
-            self._advance(offset - self._counted)
+        if offset > self._counted:  # left by an earlier run: count it once, as resumed
+            self._progress.skip(offset - self._counted)
+            self._counted = offset
         try:
             if offset == self._size:  # complete, but not yet verified when that run ended
                 self._store.ingest_resumed(self._part, _nothing, self._digest, self._size)

@@ -60,4 +60,4 @@ class LocalRegistry:
         except VerificationError as exc:
             raise VerificationError(f"registry {self.root} holds a corrupt blob: {exc}; ask its "
                                     "owner to re-publish it") from None
-        progress(size)
+        progress.advance(size)
