@@ -16,6 +16,7 @@ is being copied and hashed (every other kill waits until a temp file shows up in
 are the only thing a killed process is allowed to leave.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -220,10 +221,11 @@ def assert_is_the_model(manifest: Manifest, models: Models) -> None:
 
 
 def run_and_kill(args: list[str], cwd: Path, home: Path, watch: Path, delay: float,
-                 wait_for_transfer: bool, tally: Tally) -> None:
+                 wait_for_transfer: bool, tally: Tally) -> bool:
     """Start `ff ARGS` and SIGKILL it `delay` seconds after it starts, or, with
     `wait_for_transfer`, `delay` seconds after a temp file appears in `watch` (so the
-    kill lands while a blob is in flight). A run that finishes first must succeed."""
+    kill lands while a blob is in flight). A run that finishes first must succeed.
+    Returns whether the kill landed."""
     env = {**os.environ, "FF_HOME": str(home)}
     process = subprocess.Popen([sys.executable, "-m", "ffstore", *args], cwd=cwd, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -243,9 +245,24 @@ def run_and_kill(args: list[str], cwd: Path, home: Path, watch: Path, delay: flo
     if process.returncode == -signal.SIGKILL:
         tally.killed += 1
         tally.in_flight += bool(temp_files(watch))
-    else:
-        assert process.returncode == 0, f"ff {' '.join(args)} failed unkilled:\n{stderr.decode()}"
-        tally.finished += 1
+        return True
+    assert process.returncode == 0, f"ff {' '.join(args)} failed unkilled:\n{stderr.decode()}"
+    tally.finished += 1
+    return False
+
+
+RETRIES = 6
+
+
+def kill_once(reset: Callable[[], None], args: list[str], cwd: Path, home: Path, watch: Path,
+              delay: float, wait_for_transfer: bool, tally: Tally) -> None:
+    """One iteration's kill, made sure of however fast the machine is: a run that
+    finished before its kill is reset and run again with half the delay, so what the
+    test proves (state after a kill) does not depend on the load."""
+    for attempt in range(RETRIES):
+        reset()
+        if run_and_kill(args, cwd, home, watch, delay / 2 ** attempt, wait_for_transfer, tally):
+            return
 
 
 def kill_plan(rng: random.Random, iteration: int, startup: float, full: float) -> tuple[float, bool]:
@@ -297,7 +314,8 @@ def test_sync_survives_sigkill(models: Models, tmp_path: Path,
     for iteration in range(SYNC_KILLS):
         home = tmp_path / f"home{iteration}"
         delay, wait = kill_plan(rng, iteration, models.startup_s, full)
-        run_and_kill(["sync"], project, home, home / "tmp", delay, wait, tally)
+        kill_once(functools.partial(shutil.rmtree, home, ignore_errors=True), ["sync"], project,
+                  home, home / "tmp", delay, wait, tally)
         check_store(home)
 
         run = runner(project, home)
@@ -314,7 +332,7 @@ def test_sync_survives_sigkill(models: Models, tmp_path: Path,
 
     check_registry(registry, models.key_id)  # a kill on the reading side harms no source
     print(f"sync: full run {full:.2f}s; {tally.summary()}")
-    assert tally.killed >= SYNC_KILLS // 2, tally.summary()
+    assert tally.killed == SYNC_KILLS, tally.summary()
     assert tally.in_flight >= 1, f"no kill landed mid-transfer: {tally.summary()}"
 
 
@@ -355,9 +373,9 @@ def test_publish_survives_sigkill(models: Models, seeded_registry: Path, tmp_pat
     rng = random.Random(f"{SEED}-publish")
     tally = Tally()
     for iteration in range(PUBLISH_KILLS):
-        fresh_registry()
         delay, wait = kill_plan(rng, iteration, models.startup_s, full)
-        run_and_kill(args, tmp_path, tmp_path / "home", registry / "tmp", delay, wait, tally)
+        kill_once(fresh_registry, args, tmp_path, tmp_path / "home", registry / "tmp", delay, wait,
+                  tally)
         listed = check_registry(registry, models.key_id)
         assert seed_listing <= set(listed), "a killed publish lost an earlier version"
         if (MODEL, VERSION) in listed:
@@ -376,6 +394,6 @@ def test_publish_survives_sigkill(models: Models, seeded_registry: Path, tmp_pat
             shutil.rmtree(home)
 
     print(f"publish: full run {full:.2f}s; {tally.summary()}")
-    assert tally.killed >= PUBLISH_KILLS // 2, tally.summary()
+    assert tally.killed == PUBLISH_KILLS, tally.summary()
     assert tally.in_flight >= 1, f"no kill landed mid-copy: {tally.summary()}"
 
