@@ -80,7 +80,8 @@ class LockedModels:
         self._fetch([entry])  # a version not synced yet (a switch, say): fetched, verified
         # An external data file is named, in the ONNX file, relative to its directory.
         folder = posixpath.dirname(main.path)
-        files = {file.path: blobs.read_unchecked(file.digest) for file in manifest.files}
+        with self._context.store.using():  # no gc between the fetch and the read
+            files = {file.path: blobs.read_unchecked(file.digest) for file in manifest.files}
         external = {posixpath.relpath(file.path, folder or "."): files[file.path]
                     for file in manifest.files if file is not main}
 
