@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench_store import FF, FF_ENV, GIB, MIB, Table, measure, rate, run, spread
+from bench_store import FF, MIB, Table, measure, rate, run, spread, work_directory
 
 from ffstore.blobs import CHUNK
 from ffstore.context import open_context
@@ -324,12 +324,7 @@ def main() -> int:
                         choices=["first", "again", "copy"], help="which figures to measure")
     args = parser.parse_args()
     size = args.size_mib * MIB
-    free = shutil.disk_usage(args.dir).free
-    if free < 5 * size:
-        sys.exit(f"{args.dir} has {free / GIB:.1f} GiB free; this needs about {5 * size / GIB:.1f}")
-    work = Path(tempfile.mkdtemp(prefix="ff-bench-export-", dir=args.dir))
-    FF_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
-    FF_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    work = work_directory(args.dir, "ff-bench-export-", 5 * size)
     print(f"ff export benchmark: {args.size_mib} MiB set ({MODELS} models), median of "
           f"{args.repeat} (again: {args.again_repeat}) after a warm-up run; {work}; "
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs")

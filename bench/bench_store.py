@@ -348,6 +348,18 @@ def bench_sync(work: Path, size: int, key: SigningKey, repeat: int, table: Table
     shutil.rmtree(base)
 
 
+def work_directory(parent: Path, prefix: str, needed: int) -> Path:
+    """A fresh temporary work directory under `parent` (exiting when the disk lacks
+    `needed` bytes), with ff's byte-code cache inside it, so runs start alike."""
+    free = shutil.disk_usage(parent).free
+    if free < needed:
+        sys.exit(f"{parent} has {free / GIB:.1f} GiB free; this needs about {needed / GIB:.1f}")
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    FF_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    FF_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return work
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the big model")
@@ -359,17 +371,13 @@ def main() -> int:
                         choices=["rollback", "hash", "sync"], help="which figures to measure")
     args = parser.parse_args()
     size = args.size_mib * MIB
-    free = shutil.disk_usage(args.dir).free
-    if free < 8 * size:
-        sys.exit(f"{args.dir} has {free / GIB:.1f} GiB free; this needs about {8 * size / GIB:.1f}")
-    work = Path(tempfile.mkdtemp(prefix="ff-bench-store-", dir=args.dir))
-    FF_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
-    FF_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    work = work_directory(args.dir, "ff-bench-store-", 8 * size)
     filesystem = subprocess.run(["stat", "-f", "-c", "%T", str(work)], capture_output=True,
                                 text=True).stdout.strip()
     print(f"ff store benchmark: big model {args.size_mib} MiB, median of {args.repeat} "
           f"(rollback: {args.rollback_repeat}) after a warm-up run; {work} on {filesystem}, "
-          f"{free / GIB:.0f} GiB free; Python {platform.python_version()}, {os.cpu_count()} CPUs")
+          f"{shutil.disk_usage(work).free / GIB:.0f} GiB free; Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs")
     table = Table()
     try:
         key = generate_key(work / "keys", "bench")

@@ -297,12 +297,9 @@ def _classify(store: Store, path: Path, file: FileEntry, recorded: dict[str, Any
     `replace` (what ff put there, another version); `adopt` (not ff's, or ff's
     changed, but exactly these bytes); `modified` (ff's, changed since) or `foreign`
     (not ff's, other bytes). Reads the file only when its stat cannot tell."""
-    try:
-        now = path.lstat()
-    except FileNotFoundError:
+    now = _existing(path)
+    if now is None:
         return "absent"
-    if stat_mode.S_ISDIR(now.st_mode):
-        raise InputError(f"{path} is a directory, where ff exports a file; move it away")
     if _same_inode(now, store.blobs.path(file.digest)):
         return "unchanged"
     if not stat_mode.S_ISREG(now.st_mode):
@@ -316,6 +313,18 @@ def _classify(store: Store, path: Path, file: FileEntry, recorded: dict[str, Any
     if recorded is None:
         return "foreign"
     return "replace" if actual == recorded["digest"] else "modified"
+
+
+def _existing(path: Path) -> os.stat_result | None:
+    """What is at a path ff exports a file to (not following a link), or None; a
+    directory there is refused."""
+    try:
+        now = path.lstat()
+    except FileNotFoundError:
+        return None
+    if stat_mode.S_ISDIR(now.st_mode):
+        raise InputError(f"{path} is a directory, where ff exports a file; move it away")
+    return now
 
 
 def _same_inode(now: os.stat_result, other: Path) -> bool:
@@ -549,12 +558,9 @@ def _write_text(handle: BinaryIO, text: str) -> str:
 def _hash_action(path: Path, crc32: str, recorded: dict[str, Any] | None) -> str:
     """`keep` (exactly the CRC-32 already), `write` (absent, ff's old one, or the same
     CRC-32 in other whitespace), or `modified` / `foreign` (another text)."""
-    try:
-        now = path.lstat()
-    except FileNotFoundError:
+    now = _existing(path)
+    if now is None:
         return "write"
-    if stat_mode.S_ISDIR(now.st_mode):
-        raise InputError(f"{path} is a directory, where ff exports a file; move it away")
     data = path.read_bytes() if stat_mode.S_ISREG(now.st_mode) and (
         now.st_size <= HASH_FILE_LIMIT) else None
     if data == crc32.encode():
