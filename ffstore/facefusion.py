@@ -107,11 +107,6 @@ def hash_name(relative: str) -> str:
     return f"{stem if dot else relative}.hash"
 
 
-def crc32_hex(data: bytes | mmap.mmap | memoryview) -> str:
-    """FaceFusion's create_hash: `format(zlib.crc32(content), '08x')`."""
-    return format(zlib.crc32(data), "08x")
-
-
 CRC_CHUNK = 64 << 20  # zlib.crc32 releases the GIL on large buffers; 64 MiB keeps it busy
 
 

@@ -134,7 +134,12 @@ def publish_releases(registry_root: Path, releases: list[Release], key: SigningK
                      expiry_days: int = 365) -> list[PublishResult]:
     """Publish several versions as one change: all of them, or (on any refusal)
     none, with nothing left behind; the index is signed once at the end."""
-    prepared = [_prepare(release) for release in releases]
+    return _publish_prepared(registry_root, [_prepare(release) for release in releases], key,
+                             expiry_days)
+
+
+def _publish_prepared(registry_root: Path, prepared: list[_Prepared], key: SigningKey,
+                      expiry_days: int) -> list[PublishResult]:
     seen: set[tuple[str, str]] = set()
     for item in prepared:
         label = (item.release.model, item.release.version)
@@ -150,7 +155,7 @@ def publish_releases(registry_root: Path, releases: list[Release], key: SigningK
         raise
 
 
-def _publish_locked(registry_root: Path, prepared: list["_Prepared"], key: SigningKey,
+def _publish_locked(registry_root: Path, prepared: list[_Prepared], key: SigningKey,
                     expiry_days: int) -> list[PublishResult]:
     with fsutil.file_lock(registry_root / ".ff-publish.lock"):
         index = _read_index(registry_root)
@@ -291,4 +296,4 @@ def import_facefusion(source: Path, registry_root: Path, key: SigningKey, versio
     prepared = [_prepare(release) for release in releases]
     notes = check_models([ModelInfo(p.release.module, p.release.model, p.release.version,
                                     p.named[0][1], p.onnx[0]) for p in prepared], complete=False)
-    return publish_releases(registry_root, releases, key, expiry_days), notes
+    return _publish_prepared(registry_root, prepared, key, expiry_days), notes
