@@ -1,4 +1,4 @@
-"""The content-addressed blob store: `<root>/blobs/sha256/<hex>`.
+"""The content-addressed blob store (`layout.blob`).
 
 The same class serves a user's store (FF_HOME) and a registry directory, so both
 have one layout and one set of guarantees: a blob is hashed exactly once, while its
@@ -10,7 +10,6 @@ two processes ingesting the same bytes rename identical files onto one name.
 
 import contextlib
 import errno
-import hashlib
 import itertools
 import mmap
 import os
@@ -20,8 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from ffstore import fsutil
-from ffstore.digests import check_digest, hex_part, is_digest
+from ffstore import fsutil, layout
+from ffstore.digests import check_digest, digest_bytes, digest_file, digest_of_hash, hash_file, new_hash
 from ffstore.errors import FFError, VerificationError
 
 CHUNK = 4 << 20
@@ -50,7 +49,7 @@ class HashingWriter:
         """With `resume`, `handle` (opened "r+b") already holds the start of the stream,
         an interrupted download: those bytes are hashed from disk and new ones appended."""
         self._handle = handle
-        self._hash = hashlib.file_digest(handle, "sha256") if resume else hashlib.sha256()
+        self._hash = hash_file(handle) if resume else new_hash()
         self._limit = limit
         self.size = handle.tell() if resume else 0
         self._error: BaseException | None = None
@@ -101,7 +100,7 @@ class HashingWriter:
             self._hasher.join()
         if self._error is not None:
             raise self._error
-        return f"sha256:{self._hash.hexdigest()}"
+        return digest_of_hash(self._hash)
 
 
 def _fill(read: Reader, buffer: memoryview) -> tuple[int, Exception | None]:
@@ -153,11 +152,11 @@ class Ingested(NamedTuple):
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.blob_dir = self.root / "blobs" / "sha256"
-        self.temp_dir = self.root / "tmp"
+        self.blob_dir = self.root / layout.BLOBS
+        self.temp_dir = self.root / layout.TMP
 
     def path(self, digest: str) -> Path:
-        return self.blob_dir / hex_part(digest)
+        return self.root / layout.blob(digest)
 
     def has(self, digest: str, size: int | None = None) -> bool:
         try:
@@ -214,7 +213,7 @@ class BlobStore:
             if not (_link(source, temp) or _clone(source, temp)):
                 return False
             with open(temp, "rb") as adopted:
-                digest = f"sha256:{hashlib.file_digest(adopted, 'sha256').hexdigest()}"
+                digest = digest_file(adopted)
                 self._check(digest, os.fstat(adopted.fileno()).st_size, expected, expected_size)
                 self._publish(adopted, temp, digest)
         finally:
@@ -250,12 +249,13 @@ class BlobStore:
         if not self.blob_dir.is_dir():
             return
         for entry in sorted(self.blob_dir.iterdir()):
-            if is_digest(f"sha256:{entry.name}"):  # not temp files or strays
-                yield f"sha256:{entry.name}"
+            digest = layout.digest_of(entry.name)
+            if digest is not None:  # not temp files or strays
+                yield digest
 
     def rehash(self, digest: str) -> str:
         with open(self.path(digest), "rb") as handle:
-            return f"sha256:{hashlib.file_digest(handle, 'sha256').hexdigest()}"
+            return digest_file(handle)
 
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
@@ -284,7 +284,7 @@ class BlobStore:
 
     @staticmethod
     def check_bytes(data: Contents, digest: str) -> None:
-        _require(f"sha256:{hashlib.sha256(data).hexdigest()}", digest)
+        _require(digest_bytes(data), digest)
 
     def check_stored(self, digest: str) -> None:
         """Re-hash a stored blob from disk (streaming, for files not loaded whole)."""

@@ -112,13 +112,10 @@ def key_rotate(ctx: click.Context, old: str, new: str, registry: str) -> None:
 
     context = _context(ctx, need_project=False)
     new_key = new if is_key_id(new) else _load_key(context, new)
-    new_id = new_key if isinstance(new_key, str) else new_key.key_id
-    if not (Path(registry) / "index.json").is_file():
-        raise InputError(f"{registry} has no index.json; publish into it first")
-    changed = rotate_key(Path(registry), _load_key(context, old), new_key,
-                         context.setting("index_expiry_days"))
-    _say(ctx, f"{new_id} now signs {registry} (vouched for by {old})" if changed
-         else "this rotation is already listed")
+    rotation = rotate_key(Path(registry), _load_key(context, old), new_key,
+                          context.setting("index_expiry_days"))
+    _say(ctx, f"{rotation.new_key_id} now signs {registry} (vouched for by {old})"
+         if rotation.added else "this rotation is already listed")
 
 
 def _load_key(context: Context, name: str) -> Any:

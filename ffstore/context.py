@@ -82,7 +82,7 @@ class Context:
                 raise InputError(f"registry {registry_name!r} is not in [registries] of "
                                  "facefusion.toml")
             options = TransferOptions(self.setting("http_timeout"), self.setting("http_retries"),
-                                      self.store.root / "partial",
+                                      self.store.partial_dir,
                                       **({"notify": self.notify} if self.notify else {}))
             self._catalogs[registry_name] = Catalog(
                 config, functools.partial(open_registry, config, self.project.root, options),

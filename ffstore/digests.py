@@ -1,8 +1,9 @@
 """Digest strings (`sha256:<64 hex>`) are the store's only addresses, so they are
-validated in one place before they are ever used to build a path."""
+made and validated in one place before they are ever used to build a path."""
 
 import hashlib
 import re
+from typing import BinaryIO
 
 from ffstore.errors import InputError
 
@@ -22,9 +23,34 @@ def check_digest(value: object, what: str = "digest") -> str:
     return str(value)
 
 
-def digest_bytes(data: bytes) -> str:
-    return f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
+def new_hash() -> "hashlib._Hash":
+    """The hash behind every digest, for callers that feed it piece by piece."""
+    return hashlib.new(ALGORITHM)
+
+
+def digest_of_hash(state: "hashlib._Hash") -> str:
+    return f"{ALGORITHM}:{state.hexdigest()}"
+
+
+def digest_bytes(data: bytes | memoryview) -> str:
+    return digest_of_hash(hashlib.new(ALGORITHM, data))
+
+
+def hash_file(handle: BinaryIO) -> "hashlib._Hash":
+    """The hash of what `handle` holds from its position on (read in large blocks,
+    the GIL released), ready to be fed what follows."""
+    return hashlib.file_digest(handle, ALGORITHM)
+
+
+def digest_file(handle: BinaryIO) -> str:
+    return digest_of_hash(hash_file(handle))
 
 
 def hex_part(digest: str) -> str:
     return check_digest(digest).split(":", 1)[1]
+
+
+def from_hex(text: str) -> str | None:
+    """The digest whose hex part is `text`, None if `text` is not one."""
+    digest = f"{ALGORITHM}:{text}"
+    return digest if is_digest(digest) else None

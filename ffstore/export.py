@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from ffstore import fsutil
+from ffstore import fsutil, layout
 from ffstore.blobs import HashingWriter
 from ffstore.canonical import canonical_bytes, load_json, parse_json_object
 from ffstore.context import Context
-from ffstore.digests import check_digest
+from ffstore.digests import check_digest, digest_file
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.facefusion import DEEP_SWAPPER_SUFFIX, MODELS_DIR, crc32_handle, hash_name
 from ffstore.generations import History
@@ -348,7 +348,7 @@ def _as_recorded(store: Store, now: os.stat_result, recorded: dict[str, Any]) ->
 
 def _file_digest(path: Path) -> str:
     with open(path, "rb") as handle:
-        return f"sha256:{hashlib.file_digest(handle, 'sha256').hexdigest()}"
+        return digest_file(handle)
 
 
 def _conflict(path: Path, item: _Item, existing: str, what: str = "") -> tuple[Path, str]:
@@ -718,7 +718,7 @@ def exported_digests(history: History) -> set[str]:
 def _folder_lock(store: Store, folder: Path) -> Path:
     """One export per folder at a time; the lock lives in the store, not in DIR."""
     key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    return store.root / "locks" / f"export-{key}.lock"
+    return store.root / layout.LOCKS / f"export-{key}.lock"
 
 
 def describe(files: Iterable[ExportedFile]) -> str:

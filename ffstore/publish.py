@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ffstore import fsutil
+from ffstore import fsutil, layout
 from ffstore.blobs import BlobStore
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.index import Index, VersionEntry, expiry_from_now, new_registry_id, parse_index
@@ -28,7 +28,6 @@ from ffstore.manifest import (
     signature_document,
 )
 from ffstore.modules import check_module_kind
-from ffstore.registry import layout
 from ffstore.signing import SigningKey
 
 DEFAULT_REQUIRES_FF = ">=0.1"
@@ -157,7 +156,7 @@ def _publish_prepared(registry_root: Path, prepared: list[_Prepared], key: Signi
 
 def _publish_locked(registry_root: Path, prepared: list[_Prepared], key: SigningKey,
                     expiry_days: int) -> list[PublishResult]:
-    with fsutil.file_lock(registry_root / ".ff-publish.lock"):
+    with fsutil.file_lock(registry_root / layout.PUBLISH_LOCK):
         index = _read_index(registry_root)
         if any(find_version(index.models.get(p.release.model, {}), p.release.version) is None
                for p in prepared):
@@ -235,29 +234,37 @@ def _check_may_sign_index(registry_root: Path, index: Index, key: SigningKey) ->
                          f"first: ff key rotate OLD {key.name} --registry {registry_root}")
 
 
+@dataclass(frozen=True)
+class Rotation:
+    new_key_id: str
+    added: bool  # False: the registry already listed this rotation
+
+
 def rotate_key(registry_root: Path, old: SigningKey, new: SigningKey | str,
-               expiry_days: int) -> bool:
+               expiry_days: int) -> Rotation:
     """Introduce `new` (a key, or just its id) as this registry's signing key,
     vouched for by `old` for this registry only: clients that trust `old` then
     accept indexes and manifests signed by the new key. When the new key itself is
     at hand it co-signs the index, which completes the handover at once: clients
-    then refuse an index signed by `old` alone. Returns False when the registry
-    already lists this rotation."""
+    then refuse an index signed by `old` alone. A registry with no index yet has
+    no signer to hand over from: publish into it first."""
     from ffstore.index import rotation_record
     from ffstore.signing import check_key_id
 
     new_key_id = new if isinstance(new, str) else new.key_id
     check_key_id(new_key_id, "new key")
-    with fsutil.file_lock(registry_root / ".ff-publish.lock"):
+    if not (registry_root / layout.INDEX).is_file():
+        raise InputError(f"{registry_root} has no {layout.INDEX}; publish into it first")
+    with fsutil.file_lock(registry_root / layout.PUBLISH_LOCK):
         index = _read_index(registry_root)
         if any(r.get("old") == old.key_id and r.get("new") == new_key_id
                for r in index.rotations):
-            return False
+            return Rotation(new_key_id, added=False)
         _identify(index)
         index.rotations.append(rotation_record(index, old, new_key_id))
         write_index(registry_root, index, old, expiry_days,
                     *(() if isinstance(new, str) else (new,)))
-    return True
+    return Rotation(new_key_id, added=True)
 
 
 def _identify(index: Index) -> None:

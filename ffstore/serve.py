@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ffstore import layout
 from ffstore.errors import FFError, InputError
-from ffstore.registry import layout
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 

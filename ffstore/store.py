@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffstore import fsutil
+from ffstore import fsutil, layout
 from ffstore.blobs import BlobStore
 from ffstore.canonical import load_json
-from ffstore.digests import hex_part, is_digest
 from ffstore.errors import FFError, VerificationError
 from ffstore.manifest import Manifest, parse_manifest, parse_signatures
 
@@ -34,18 +33,18 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blobs = BlobStore(root)
-        self.key_dir = root / "keys"
-        self.projects_dir = root / "projects"
-        self._manifest_dir = root / "manifests" / "sha256"
-        self._signature_dir = root / "signatures" / "sha256"
-        self._view_dir = root / "views" / "sha256"
-        self._state_file = root / "state" / "registries.json"
+        self.key_dir = root / layout.KEYS
+        self.projects_dir = root / layout.PROJECTS
+        self.partial_dir = root / layout.PARTIAL
+        self._manifest_dir = root / layout.MANIFESTS
+        self._view_dir = root / layout.VIEWS
+        self._state_file = root / layout.REGISTRY_STATE
 
     @contextlib.contextmanager
     def using(self, exclusive: bool = False) -> Iterator[None]:
         """Readers and writers hold the store lock shared; `ff gc` holds it exclusive,
         so it never deletes a blob a concurrent sync is about to reference."""
-        with fsutil.file_lock(self.root / "locks" / "store.lock", shared=not exclusive):
+        with fsutil.file_lock(self.root / layout.STORE_LOCK, shared=not exclusive):
             if exclusive:
                 self.blobs.sweep()
             yield
@@ -53,13 +52,13 @@ class Store:
     # --- manifests ------------------------------------------------------------
 
     def manifest_path(self, digest: str) -> Path:
-        return self._manifest_dir / f"{hex_part(digest)}.json"
+        return self.root / layout.manifest(digest)
 
     def has_manifest(self, digest: str) -> bool:
         return self.manifest_path(digest).is_file()
 
     def save_manifest(self, digest: str, data: bytes, signatures: bytes | None) -> None:
-        fsutil.atomic_write(self._signature_dir / f"{hex_part(digest)}.json", signatures or b"",
+        fsutil.atomic_write(self.root / layout.signatures(digest), signatures or b"",
                             mode=0o644)
         if not self.has_manifest(digest):
             fsutil.atomic_write(self.manifest_path(digest), data, mode=0o444)
@@ -76,7 +75,7 @@ class Store:
         except VerificationError as exc:
             raise VerificationError(f"stored {exc}; run `ff verify` (it removes it) and retry"
                                     ) from None
-        sig_path = self._signature_dir / f"{hex_part(digest)}.json"
+        sig_path = self.root / layout.signatures(digest)
         try:
             signatures = parse_signatures(sig_path.read_bytes(), str(sig_path))
         except FileNotFoundError:
@@ -86,13 +85,13 @@ class Store:
     def manifest_digests(self) -> list[str]:
         if not self._manifest_dir.is_dir():
             return []
-        return sorted(f"sha256:{p.stem}" for p in self._manifest_dir.glob("*.json")
-                      if is_digest(f"sha256:{p.stem}"))
+        return sorted(digest for p in self._manifest_dir.glob("*.json")
+                      if (digest := layout.digest_of(p.name)) is not None)
 
     def remove_manifest(self, digest: str) -> None:
         self.manifest_path(digest).unlink(missing_ok=True)
-        (self._signature_dir / f"{hex_part(digest)}.json").unlink(missing_ok=True)
-        view = self._view_dir / hex_part(digest)
+        (self.root / layout.signatures(digest)).unlink(missing_ok=True)
+        view = self.root / layout.view(digest)
         if view.is_symlink():  # never follow a link out of the store
             view.unlink()
         elif view.is_dir():
@@ -103,7 +102,7 @@ class Store:
     def view(self, manifest: Manifest) -> Path:
         """A directory holding the model's files under their manifest paths (hard links
         to the blobs), so an ONNX file finds its external data beside it."""
-        directory = self._view_dir / hex_part(manifest.digest)
+        directory = self.root / layout.view(manifest.digest)
         for entry in manifest.files:
             target = directory / entry.path
             self._no_links_above(directory, target)
@@ -156,7 +155,7 @@ class Store:
 
     def remember_registry(self, location: str, identity: str, version: int,
                           retired: frozenset[str]) -> None:
-        with fsutil.file_lock(self.root / "locks" / "state.lock"):
+        with fsutil.file_lock(self.root / layout.STATE_LOCK):
             state = self._registry_state()
             key = identity or location
             changed = False
@@ -177,7 +176,7 @@ class Store:
     # --- verification stamps ---------------------------------------------------
 
     def stamp_path(self, digest: str) -> Path:
-        return self.root / "stamps" / "sha256" / f"{hex_part(digest)}.json"
+        return self.root / layout.stamp(digest)
 
     def stamp(self, digest: str, size: int) -> dict[str, Any] | None:
         """The blob's stamp if it says ff read and checked the blob as it is now: same
@@ -239,10 +238,10 @@ class Store:
 
     def prune_stamps(self) -> None:
         """Drop the stamps of blobs that are gone (gc, verify's quarantine)."""
-        directory = self.root / "stamps" / "sha256"
+        directory = self.root / layout.STAMPS
         if not directory.is_dir():
             return
         for stamp in directory.glob("*.json"):
-            digest = f"sha256:{stamp.stem}"
-            if is_digest(digest) and not self.blobs.has(digest):
+            digest = layout.digest_of(stamp.name)
+            if digest is not None and not self.blobs.has(digest):
                 stamp.unlink(missing_ok=True)

@@ -5,7 +5,8 @@ blob is moved to quarantine (with the model views that link to it) so the next
 import os
 from dataclasses import dataclass, field
 
-from ffstore import fsutil
+from ffstore import fsutil, layout
+from ffstore.digests import hex_part
 from ffstore.errors import FFError
 from ffstore.manifest import valid_signers
 from ffstore.store import Store
@@ -30,9 +31,9 @@ def verify(store: Store) -> VerifyReport:
             if actual != digest:
                 corrupt.add(digest)
                 links = store.blobs.path(digest).stat().st_nlink
-                quarantine = store.root / "quarantine"
+                quarantine = store.root / layout.QUARANTINE
                 quarantine.mkdir(exist_ok=True)
-                os.replace(store.blobs.path(digest), quarantine / digest.split(":")[1])
+                os.replace(store.blobs.path(digest), quarantine / hex_part(digest))
                 fsutil.fsync_dir(quarantine)
                 shared = ("; the file is hard-linked elsewhere too (a local registry ff linked it "
                           "from shares the damage: re-publish the model there)") if links > 1 else ""

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ffstore import layout
 from ffstore.blobs import BlobStore
 from ffstore.canonical import canonical_bytes
 from ffstore.manifest import FileEntry, Manifest, sign_manifest, signature_document
 from ffstore.publish import _read_index, write_index
-from ffstore.registry import layout
 from ffstore.signing import load_key
 from tests.conftest import ULFD, YUNET, Result, Workspace
 

@@ -25,11 +25,10 @@ from typing import TypeVar
 
 import httpx
 
-from ffstore import __version__, fsutil
+from ffstore import __version__, fsutil, layout
 from ffstore.blobs import BlobStore, Reader
 from ffstore.digests import hex_part
 from ffstore.errors import FFError, VerificationError
-from ffstore.registry import layout
 from ffstore.registry.base import Progress, TransferOptions
 from ffstore.registry.transport import ON_RECEIVE, READINTO, direct_transport
 

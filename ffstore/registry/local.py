@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from ffstore import layout
 from ffstore.blobs import BlobStore
 from ffstore.errors import FFError, VerificationError
-from ffstore.registry import layout
 from ffstore.registry.base import Progress
 
 
