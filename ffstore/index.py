@@ -13,6 +13,9 @@ means nothing in another. Once the new key has signed the index, the
 old one can no longer sign it (it may have been lost): clients remember the
 handover; what the old key signed before stays valid. Spec 1 indexes (no
 identity) are still read.
+
+This module is the format: reading, writing and signing an index. Whether one is
+believed is decided in ffstore/trust.py.
 """
 
 import datetime as dt
@@ -87,37 +90,6 @@ class Index:
         (spec 1, which has no identity: the new key alone)."""
         return f"{self.registry}/{new_key_id}".encode() if self.registry else new_key_id.encode()
 
-    def _valid_rotations(self, keys: set[str]) -> list[tuple[str, str]]:
-        return [(r["old"], r["new"]) for r in self.rotations
-                if r.get("old") in keys and signing.is_key_id(r.get("new"))
-                and signing.verify(r["old"], r.get("sig", ""), signing.ROTATION_CONTEXT,
-                                   self.rotation_message(r["new"]))]
-
-    def trusted_keys(self, trusted: frozenset[str]) -> frozenset[str]:
-        """The user's trusted keys plus every key reached from them through valid
-        rotation records (old key signs the new key's id, for this registry): the keys
-        whose manifest signatures count."""
-        keys = set(trusted)
-        while True:
-            reached = {new for _old, new in self._valid_rotations(keys)} - keys
-            if not reached:
-                return frozenset(keys)
-            keys |= reached
-
-    def signers(self) -> frozenset[str]:
-        """The keys whose signatures over this index verify (trusted or not)."""
-        message = self.signed_bytes()
-        return frozenset(k for k, s in self.signatures.items()
-                         if signing.verify(k, s, signing.INDEX_CONTEXT, message))
-
-    def handed_over(self, trusted: frozenset[str]) -> frozenset[str]:
-        """Keys this registry has rotated away from for good: the old key of every
-        valid rotation whose new key signs this very index. From then on an index
-        signed by the old key alone is refused (the key may have been lost)."""
-        signers = self.signers()
-        return frozenset(old for old, new in self._valid_rotations(set(self.trusted_keys(trusted)))
-                         if new in signers)
-
 
 def expiry_from_now(days: int) -> str:
     moment = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
@@ -184,30 +156,3 @@ def parse_index(data: bytes, where: str) -> Index:
         raise VerificationError(f"{where} is not in canonical form (docs/FORMATS.md); an index "
                                 "ff publish wrote always is")
     return index
-
-
-def verify_index(index: Index, trusted: frozenset[str], where: str,
-                 now: dt.datetime | None = None, min_version: int = 0,
-                 retired: frozenset[str] = frozenset()) -> frozenset[str]:
-    """Check signature, expiry and freshness; return the keys trusted for this
-    registry (including rotated-in ones). `retired` are keys this registry has been
-    seen to hand over from: they no longer sign its index. Each refusal says which
-    check failed."""
-    keys = index.trusted_keys(trusted)
-    signers = index.signers()
-    if not signers & (keys - retired):
-        who = ", ".join(sorted(signers)) or "nobody (no valid signature)"
-        if signers & retired:
-            raise VerificationError(f"{where} is signed by {who}, a key this registry rotated away "
-                                    "from (a retired key may be a lost one); refusing it")
-        raise VerificationError(f"{where} is signed by {who}, which is not trusted; add the "
-                                "registry's key to [trust] keys in facefusion.toml")
-    now = now or dt.datetime.now(dt.UTC)
-    if index.expires_at() <= now:
-        raise VerificationError(f"{where} expired at {index.expires} (freeze attack or a registry "
-                                "that is no longer maintained); ask its owner to re-publish")
-    if index.version < min_version:
-        raise VerificationError(f"{where} is version {index.version}, older than version "
-                                f"{min_version} seen before (rollback attack: a replayed old "
-                                "index); refusing it")
-    return keys

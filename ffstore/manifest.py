@@ -238,25 +238,3 @@ def parse_signatures(data: bytes | None, what: str) -> dict[str, str]:
 
 def sign_manifest(key: signing.SigningKey, digest: str) -> str:
     return key.sign(signing.MANIFEST_CONTEXT, digest.encode())
-
-
-def valid_signers(digest: str, signatures: dict[str, str]) -> list[str]:
-    return sorted(key for key, sig in signatures.items()
-                  if signing.verify(key, sig, signing.MANIFEST_CONTEXT, digest.encode()))
-
-
-def require_trusted(manifest: Manifest, digest: str, signatures: dict[str, str],
-                    trusted: frozenset[str]) -> list[str]:
-    """Return the trusted keys that validly signed the manifest, or refuse it with an
-    error that names who did sign, so the user knows which key to trust or reject."""
-    signers = valid_signers(digest, signatures)
-    good = [key for key in signers if key in trusted]
-    if good:
-        return good
-    label = f"{manifest.model} {manifest.version} (manifest {digest})"
-    if signers:
-        raise VerificationError(f"{label} is signed only by untrusted key(s) {', '.join(signers)}; "
-                                "add the key to [trust] keys in facefusion.toml if you trust it")
-    if signatures:
-        raise VerificationError(f"{label} has invalid signatures (by {', '.join(sorted(signatures))})")
-    raise VerificationError(f"{label} is not signed; ask the publisher to sign it")

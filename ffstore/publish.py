@@ -29,6 +29,7 @@ from ffstore.manifest import (
 )
 from ffstore.modules import check_module_kind
 from ffstore.signing import SigningKey
+from ffstore.trust import check_may_sign
 
 DEFAULT_REQUIRES_FF = ">=0.1"
 ONNX_SUFFIXES = (".onnx", ".dfm")  # .dfm: DeepFaceLive's models, ONNX inside
@@ -160,7 +161,7 @@ def _publish_locked(registry_root: Path, prepared: list[_Prepared], key: Signing
         index = _read_index(registry_root)
         if any(find_version(index.models.get(p.release.model, {}), p.release.version) is None
                for p in prepared):
-            _check_may_sign_index(registry_root, index, key)
+            check_may_sign(index, key, str(registry_root))
         blobs = BlobStore(registry_root)
         blobs.sweep()  # what killed publishes left behind
         added: list[str] = []
@@ -216,22 +217,6 @@ def _existing(index: Index, manifest: Manifest) -> VersionEntry | None:
         raise FFError(f"{manifest.model} {published} is already published with other content "
                       f"(manifest {entry.manifest}); versions are immutable, publish a new version")
     return entry
-
-
-def _check_may_sign_index(registry_root: Path, index: Index, key: SigningKey) -> None:
-    """Re-signing the index with a key its current signer never vouched for would
-    lock out every client that trusts only the current one; say how to hand over. A
-    key the registry has handed over from may not sign it again."""
-    current = index.signers()
-    if not current:
-        return
-    if key.key_id in index.handed_over(current):
-        raise InputError(f"key {key.name!r} was rotated out of {registry_root} (its successor signs "
-                         "the index now); publish with the new key")
-    if key.key_id not in index.trusted_keys(current):
-        raise InputError(f"the index of {registry_root} is signed by {', '.join(sorted(current))}, "
-                         f"not by key {key.name!r}; publish with that key, or hand signing over "
-                         f"first: ff key rotate OLD {key.name} --registry {registry_root}")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ffstore.context import Context
-from ffstore.errors import StaleLockError, VerificationError
+from ffstore.errors import StaleLockError
 from ffstore.lockfile import Lock, LockedModule
 from ffstore.manifest import Manifest
 from ffstore.progress import Transfer
 from ffstore.project import Project
+from ffstore.trust import check_lock_entry
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,7 @@ def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
     """The manifest a lock entry names, from the store or its registry, checked
     against the lock's digest, a trusted signature, and the lock's file list."""
     manifest, signers = context.catalog(entry.registry).manifest(entry.manifest)
-    unsigned = sorted(set(entry.signers) - set(signers))
-    if unsigned:
-        raise VerificationError(
-            f"facefusion.lock names {', '.join(unsigned)} as a signer of {entry.name} "
-            f"({entry.model} {entry.version}), but the manifest carries no trusted signature by "
-            "it; restore the lock from git or run `ff lock`")
-    if not entry.matches_manifest(manifest):
-        raise VerificationError(
-            f"facefusion.lock disagrees with manifest {entry.manifest} for {entry.name} "
-            f"({entry.model} {entry.version}): the lock was edited by hand; restore it from git or "
-            "run `ff lock`")
+    check_lock_entry(entry, manifest, signers)
     return manifest
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from ffstore import fsutil, layout
 from ffstore.digests import hex_part
 from ffstore.errors import FFError
-from ffstore.manifest import valid_signers
 from ffstore.store import Store
+from ffstore.trust import manifest_signers
 
 
 @dataclass
@@ -49,7 +49,7 @@ def verify(store: Store) -> VerifyReport:
                 continue
             if any(f.digest in corrupt for f in manifest.files):
                 store.remove_manifest(digest)  # its view links point at corrupt bytes
-            signers = valid_signers(digest, signatures)
+            signers = manifest_signers(digest, signatures)
             if not signers:
                 report.problems.append(f"manifest {digest} ({manifest.model} {manifest.version}) "
                                        "has no valid signature")

@@ -35,11 +35,12 @@ from pathlib import Path
 import pytest
 
 from ffstore.fsutil import TEMP_PREFIX
-from ffstore.index import parse_index, verify_index
+from ffstore.index import parse_index
 from ffstore.lockfile import parse_lock
-from ffstore.manifest import Manifest, parse_manifest, parse_signatures, valid_signers
+from ffstore.manifest import Manifest, parse_manifest, parse_signatures
 from ffstore.publish import publish as publish_library
 from ffstore.signing import generate_key, load_key
+from ffstore.trust import check_index, manifest_signers
 from tests.conftest import YUNET, Result, make_runner, run_ff_process
 
 SEED = 0xFF5AFE
@@ -195,7 +196,7 @@ def check_registry(root: Path, key_id: str, rehash: bool = True) -> dict[tuple[s
     signature of it, every blob at its size). Returns the listed versions."""
     blobs = check_blob_store(root, rehash)
     index = parse_index((root / "index.json").read_bytes(), str(root / "index.json"))
-    verify_index(index, frozenset({key_id}), str(root / "index.json"))
+    check_index(index, frozenset({key_id}), str(root / "index.json"))
     listed = {}
     for model, versions in index.models.items():
         for version, entry in versions.items():
@@ -204,7 +205,7 @@ def check_registry(root: Path, key_id: str, rehash: bool = True) -> dict[tuple[s
                                       entry.manifest)
             signatures = parse_signatures(
                 (root / "signatures" / "sha256" / relative).read_bytes(), relative)
-            assert key_id in valid_signers(entry.manifest, signatures)
+            assert key_id in manifest_signers(entry.manifest, signatures)
             for file in manifest.files:
                 assert file.digest in blobs, f"{model} {version} is listed but lacks {file.path}"
                 blob = root / "blobs" / "sha256" / file.digest.split(":")[1]
