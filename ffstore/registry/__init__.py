@@ -38,7 +38,7 @@ def open_registry(config: RegistryConfig, base_dir: Path, options: TransferOptio
         from ffstore.registry.http import HttpRegistry
 
         return HttpRegistry(config.location, config.mirrors, options, config.allow_redirects)
-    return LocalRegistry((base_dir / config.location).resolve())
+    return LocalRegistry((base_dir / config.location).resolve(), options)
 
 
 __all__ = ["Registry", "TransferOptions", "canonical_location", "is_url", "open_registry"]

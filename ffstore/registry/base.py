@@ -1,11 +1,35 @@
-"""What the resolver and sync need from any registry, whatever its transport."""
+"""What every registry does the same way, whatever its transport: the base class
+owns the invariants, so a backend (a directory, HTTP, next OCI) only opens byte
+streams.
 
+- Documents (index, manifests, signature documents) are capped in size before
+  anything parses them (`layout.MAX_*`), for every backend alike.
+- Absence is one answer: a document that is not there is None, and a required one
+  that is not there is one error that names it.
+- Failures are sorted in two: `Transient` (another attempt may succeed: a dropped
+  connection, a 5xx) is retried with backoff, telling the user what it waits for;
+  `SourceFailed` (another attempt will not help) ends at once. Either way the user
+  gets one line in the same words from every backend.
+- Blob bytes go to the store's verifier (`BlobStore.ingest*`), which hashes them
+  as they arrive and lets nothing under a digest that does not match it.
+"""
+
+import random
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from ffstore import layout
 from ffstore.blobs import BlobStore
+from ffstore.errors import FFError
+
+BACKOFF_FRACTION = 0.05  # first pause between attempts, as a fraction of the timeout
+MAX_FREE_ATTEMPTS = 16  # resumed attempts after partial progress; a drip-feeding server ends
+
+T = TypeVar("T")
 
 
 class Progress(Protocol):
@@ -33,17 +57,111 @@ class TransferOptions:
     notify: Callable[[str], None] = _quiet
 
 
-class Registry(Protocol):
-    location: str
+class Transient(Exception):
+    """A failure another attempt may fix: connection trouble, a timeout, a 5xx.
+    `progressed` says the attempt received bytes before failing."""
+
+    def __init__(self, reason: str, progressed: bool = False) -> None:
+        super().__init__(reason)
+        self.progressed = progressed
+
+
+class SourceFailed(Exception):
+    """A failure another attempt at the same source will not fix (not there, wrong
+    bytes, retries used up); another source (a mirror) may still serve a blob."""
+
+
+class Registry(ABC):
+    """A registry's documents and blobs, with the invariants above. Subclasses
+    implement `_read` and `_fetch_blob`, and say how they name a place (`address`)
+    and what a user should check when one fails (`advice`)."""
+
+    advice = "check [registries] in facefusion.toml or pass --registry"
+
+    def __init__(self, location: str, options: TransferOptions) -> None:
+        self.location = location
+        self.options = options
+
+    # --- for subclasses --------------------------------------------------------------
+
+    @abstractmethod
+    def _read(self, relative: str, limit: int) -> bytes | None:
+        """The document at `relative`, None when it is not there. May stop reading
+        after `limit + 1` bytes (the caller refuses anything over `limit`). Raises
+        Transient or SourceFailed."""
+
+    @abstractmethod
+    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
+        """Hand the blob's bytes to `store`'s verifier. Raises SourceFailed with the
+        reason (every source's, where there are several)."""
+
+    def address(self, relative: str) -> str:
+        """How the user is told where `relative` is."""
+        return f"{self.location}/{relative}"
+
+    # --- documents -------------------------------------------------------------------
 
     def read_index(self) -> bytes:
-        """The raw signed index; callers verify it."""
+        """The raw signed index; ffstore/trust.py judges it."""
+        return self._required(layout.INDEX, layout.INDEX, layout.MAX_INDEX)
 
     def read_manifest(self, digest: str) -> bytes:
         """Raw manifest bytes; callers check them against the digest."""
+        return self._required(layout.manifest(digest), f"manifest {digest}", layout.MAX_MANIFEST)
 
     def read_signatures(self, digest: str) -> bytes | None:
         """The manifest's signature document, or None when there is none."""
+        return self._document(layout.signatures(digest), f"signatures of {digest}",
+                              layout.MAX_SIGNATURES)
+
+    def _document(self, relative: str, what: str, limit: int) -> bytes | None:
+        try:
+            data = self.retrying(lambda: self._read(relative, limit))
+        except SourceFailed as exc:
+            raise FFError(f"cannot read {self.address(relative)}: {exc}; {self.advice}") from None
+        if data is not None and len(data) > limit:
+            raise FFError(f"{what} in registry {self.location} is larger than {limit >> 10} KiB, "
+                          "which no such ff document is; the registry is damaged")
+        return data
+
+    def _required(self, relative: str, what: str, limit: int) -> bytes:
+        data = self._document(relative, what, limit)
+        if data is None:
+            raise FFError(f"{what} not found in registry {self.location}; {self.advice}")
+        return data
+
+    # --- blobs -----------------------------------------------------------------------
 
     def fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
         """Put the blob into `store`, verified against digest and size."""
+        try:
+            self._fetch_blob(digest, size, store, progress)
+        except SourceFailed as exc:
+            raise FFError(f"cannot download blob {digest} ({size} bytes) {exc}; nothing was "
+                          "stored; check the registry (and its mirrors) or retry later") from None
+
+    # --- retries ---------------------------------------------------------------------
+
+    def retrying(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt` until it succeeds, pausing with jittered exponential backoff
+        after transient failures. The pause scales with http_timeout: a registry slow
+        enough to need a long timeout deserves longer pauses, and tests stay quick.
+        An attempt that made progress before failing is free and resumes at once, up to
+        MAX_FREE_ATTEMPTS times, so a server that drip-feeds bytes cannot keep it going."""
+        failures = free = 0
+        while True:
+            try:
+                return attempt()
+            except Transient as exc:
+                if exc.progressed and free < MAX_FREE_ATTEMPTS:
+                    free += 1
+                    continue
+                failures += 1
+                if failures >= self.options.retries:
+                    raise SourceFailed(f"{exc}; gave up after {failures} attempts (setting "
+                                       "http_retries)") from None
+                pause = min(self.options.timeout,
+                            BACKOFF_FRACTION * self.options.timeout * 2 ** (failures - 1))
+                self.options.notify(f"{self.location}: {exc}; retrying in {pause:.1f} s "
+                                    f"(attempt {failures + 1} of {self.options.retries})")
+                time.sleep(pause * random.uniform(0.5, 1.0))

@@ -16,46 +16,25 @@ SSL_CERT_FILE, ...), as httpx reads them."""
 import contextlib
 import functools
 import os
-import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
 from ffstore import __version__, fsutil, layout
 from ffstore.blobs import BlobStore, Reader
 from ffstore.digests import hex_part
-from ffstore.errors import FFError, VerificationError
-from ffstore.registry.base import Progress, TransferOptions
+from ffstore.errors import VerificationError
+from ffstore.registry.base import Progress, Registry, SourceFailed, TransferOptions, Transient
 from ffstore.registry.transport import ON_RECEIVE, READINTO, direct_transport
 
-BACKOFF_FRACTION = 0.05  # first pause between attempts, as a fraction of the timeout
-MAX_FREE_ATTEMPTS = 16  # resumed attempts after partial progress; a drip-feeding server ends
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 CONNECT_TIMEOUT = 5.0  # a server that does not accept a connection by then is down
 MAX_REDIRECTS = 5
 MIN_RATE = 16 << 10  # bytes per second, on average, below which a transfer is given up
 WRITEBACK = 32 << 20  # bytes received between background flushes of a partial file
-
-T = TypeVar("T")
-
-
-class _Transient(Exception):
-    """A failure another attempt may fix: connection trouble, a timeout, a 5xx.
-    `progressed` says the attempt received bytes before failing."""
-
-    def __init__(self, reason: str, progressed: bool = False) -> None:
-        super().__init__(reason)
-        self.progressed = progressed
-
-
-class _SourceFailed(Exception):
-    """A failure another attempt at the same URL will not fix (404, wrong bytes, or
-    retries used up); the next mirror may still serve the blob."""
-
 
 class _Pace:
     """Gives up on a transfer whose average rate falls under MIN_RATE once its first
@@ -71,7 +50,7 @@ class _Pace:
         self._received += count
         elapsed = time.monotonic() - self._start
         if elapsed > self._grace + self._received / MIN_RATE:
-            raise _SourceFailed(f"too slow: {self._received} bytes in {elapsed:.0f} s, under "
+            raise SourceFailed(f"too slow: {self._received} bytes in {elapsed:.0f} s, under "
                                 f"{MIN_RATE >> 10} KiB/s (what arrived is kept for a retry)")
 
 
@@ -79,27 +58,27 @@ def _base(url: str) -> str:
     return url.rstrip("/") + "/"
 
 
-def _classify(exc: httpx.RequestError, timeout: float) -> "_Transient | _SourceFailed":
+def _classify(exc: httpx.RequestError, timeout: float) -> "Transient | SourceFailed":
     """A dropped connection or a server that stops sending is worth retrying. A
     server that refuses or never accepts the connection, a redirect loop, a body that
     does not decode and a certificate that does not verify are not: the user needs
     to hear at once what is wrong."""
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, httpx.ConnectTimeout):
-        return _SourceFailed(f"no connection within {min(CONNECT_TIMEOUT, timeout):g} s; is the "
+        return SourceFailed(f"no connection within {min(CONNECT_TIMEOUT, timeout):g} s; is the "
                              "server up and the address right?")
     if isinstance(exc, httpx.TimeoutException):
-        return _Transient(f"timed out: no data for {timeout:g} s (setting http_timeout)")
+        return Transient(f"timed out: no data for {timeout:g} s (setting http_timeout)")
     if isinstance(exc, httpx.TooManyRedirects):
-        return _SourceFailed(f"redirected more than {MAX_REDIRECTS} times (a redirect loop)")
+        return SourceFailed(f"redirected more than {MAX_REDIRECTS} times (a redirect loop)")
     if isinstance(exc, httpx.DecodingError):
-        return _SourceFailed(f"the server sent a body that does not decode ({exc})")
+        return SourceFailed(f"the server sent a body that does not decode ({exc})")
     if "CERTIFICATE_VERIFY_FAILED" in reason:
-        return _SourceFailed(f"{reason}; if a proxy or private CA signs this server, set "
+        return SourceFailed(f"{reason}; if a proxy or private CA signs this server, set "
                              "SSL_CERT_FILE to its CA bundle")
     if isinstance(exc, httpx.ConnectError) and "refused" in reason.lower():
-        return _SourceFailed(f"{reason}: is the server up and the address right?")
-    return _Transient(reason)
+        return SourceFailed(f"{reason}: is the server up and the address right?")
+    return Transient(reason)
 
 
 def _check_status(response: httpx.Response) -> None:
@@ -108,19 +87,21 @@ def _check_status(response: httpx.Response) -> None:
         return
     reason = f"HTTP {code} {response.reason_phrase}".rstrip()
     if code in RETRY_STATUS:
-        raise _Transient(reason)
-    raise _SourceFailed(reason)
+        raise Transient(reason)
+    raise SourceFailed(reason)
 
 
-class HttpRegistry:
+class HttpRegistry(Registry):
+    advice = "check the registry URL in facefusion.toml and that its server is up"
+
     def __init__(self, location: str, mirrors: tuple[str, ...], options: TransferOptions,
                  allow_redirects: bool = False) -> None:
-        self.location = location
+        super().__init__(location, options)
         self._base = _base(location)
         # Mirrors are listed because they are nearer or cheaper, so blobs are asked of
         # them first; the registry itself is the last resort.
         self._blob_sources = (*(_base(m) for m in mirrors), self._base)
-        self._options = options
+        self.options = options
         self._hosts = {httpx.URL(base).host for base in self._blob_sources}
         self._allow_redirects = allow_redirects
         # httpx is the client; without a proxy, the bytes travel by http.client, which
@@ -136,108 +117,61 @@ class HttpRegistry:
         the registry's entry allows it (`allow_redirects = true`): what the registry's
         address promises is who answers."""
         if request.url.host not in self._hosts and not self._allow_redirects:
-            raise _SourceFailed(f"redirected to {request.url.host}, another host; if that is "
+            raise SourceFailed(f"redirected to {request.url.host}, another host; if that is "
                                 "meant, set allow_redirects = true in the registry's entry")
-
-    # --- retries ----------------------------------------------------------------
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt` until it succeeds, pausing with jittered exponential backoff
-        after transient failures. The pause scales with http_timeout: a registry slow
-        enough to need a long timeout deserves longer pauses, and tests stay quick.
-        An attempt that made progress before failing is free and resumes at once, up to
-        MAX_FREE_ATTEMPTS times, so a server that drip-feeds bytes cannot keep it going."""
-        failures = free = 0
-        while True:
-            try:
-                return attempt()
-            except _Transient as exc:
-                if exc.progressed and free < MAX_FREE_ATTEMPTS:
-                    free += 1
-                    continue
-                failures += 1
-                if failures >= self._options.retries:
-                    raise _SourceFailed(f"{exc}; gave up after {failures} attempts (setting "
-                                        "http_retries)") from None
-                pause = min(self._options.timeout,
-                            BACKOFF_FRACTION * self._options.timeout * 2 ** (failures - 1))
-                self._options.notify(f"{self.location}: {exc}; retrying in {pause:.1f} s "
-                                     f"(attempt {failures + 1} of {self._options.retries})")
-                time.sleep(pause * random.uniform(0.5, 1.0))
 
     # --- documents: index, manifests, signatures ----------------------------------
 
-    def _document(self, relative: str, limit: int) -> bytes | None:
-        """The document's bytes (at most `limit`), or None when the server answers 404."""
-        url = self._base + relative
-        pace = _Pace(self._options.timeout)
+    def address(self, relative: str) -> str:
+        return self._base + relative
 
-        def attempt() -> bytes | None:
-            try:
-                # no-cache: a CDN must revalidate, or it could serve an old index forever
-                with self._client.stream("GET", url, headers={"Cache-Control": "no-cache"},
-                                         extensions={ON_RECEIVE: pace.received}) as response:
-                    if response.status_code == 404:
-                        return None
-                    _check_status(response)
-                    body = bytearray()
-                    for chunk in response.iter_bytes():
-                        if READINTO not in response.extensions:  # httpx's transport: count here
-                            pace.received(len(chunk))
-                        body += chunk
-                        if len(body) > limit:
-                            raise _SourceFailed(f"more than {limit >> 10} KiB, which no such ff "
-                                                "document is")
-                    return bytes(body)
-            except httpx.RequestError as exc:
-                raise _classify(exc, self._options.timeout) from None
+    def _read(self, relative: str, limit: int) -> bytes | None:
+        """The document's bytes, None when the server answers 404. Stops receiving
+        past `limit`."""
+        url = self._base + relative
+        pace = _Pace(self.options.timeout)
 
         try:
-            return self._retrying(attempt)
-        except _SourceFailed as exc:
-            raise FFError(f"cannot read {url}: {exc}; check the registry URL in "
-                          "facefusion.toml and that its server is up") from None
-
-    def _required(self, relative: str, what: str, limit: int) -> bytes:
-        data = self._document(relative, limit)
-        if data is None:
-            raise FFError(f"{what} not found in registry {self.location} (HTTP 404); check the "
-                          "registry URL in facefusion.toml")
-        return data
-
-    def read_index(self) -> bytes:
-        return self._required(layout.INDEX, layout.INDEX, layout.MAX_INDEX)
-
-    def read_manifest(self, digest: str) -> bytes:
-        return self._required(layout.manifest(digest), f"manifest {digest}", layout.MAX_MANIFEST)
-
-    def read_signatures(self, digest: str) -> bytes | None:
-        return self._document(layout.signatures(digest), layout.MAX_SIGNATURES)
+            # no-cache: a CDN must revalidate, or it could serve an old index forever
+            with self._client.stream("GET", url, headers={"Cache-Control": "no-cache"},
+                                     extensions={ON_RECEIVE: pace.received}) as response:
+                if response.status_code == 404:
+                    return None
+                _check_status(response)
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    if READINTO not in response.extensions:  # httpx's transport: count here
+                        pace.received(len(chunk))
+                    body += chunk
+                    if len(body) > limit:
+                        break
+                return bytes(body)
+        except httpx.RequestError as exc:
+            raise _classify(exc, self.options.timeout) from None
 
     # --- blobs --------------------------------------------------------------------
 
-    def fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
+    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
         """Download into `<partial_dir>/<hex>.part`, resuming what an earlier run left,
         from each source in turn until one delivers the right bytes. The partial file
         is locked, so two processes wanting one blob download it once."""
-        partial_dir = self._options.partial_dir
+        partial_dir = self.options.partial_dir
         part = partial_dir / f"{hex_part(digest)}.part"
         with fsutil.file_lock(part):
             if store.has(digest, size):  # another process finished it while we waited
                 part.unlink(missing_ok=True)
                 progress.advance(size)
                 return
-            download = _Download(self._client, self._options.timeout, part, digest, size, store,
-                                 progress, _Pace(self._options.timeout))
+            download = _Download(self._client, self.options.timeout, part, digest, size, store,
+                                 progress, _Pace(self.options.timeout))
             failures = []
             for base in self._blob_sources:
                 try:
-                    self._retrying(functools.partial(download.attempt, base + layout.blob(digest)))
+                    self.retrying(functools.partial(download.attempt, base + layout.blob(digest)))
                     return
-                except _SourceFailed as exc:
+                except SourceFailed as exc:
                     failures.append(f"from {base}: {exc}")
-            raise FFError(f"cannot download blob {digest} ({size} bytes) {'; '.join(failures)}; "
-                          "nothing was stored; check the registry (and its mirrors) or retry later")
+            raise SourceFailed("; ".join(failures))
 
 
 class _Download:
@@ -287,8 +221,8 @@ class _Download:
             self._discard()
             if offset and not self._restarted:
                 self._restarted = True  # the wrong bytes may be an old prefix: once more, whole
-                raise _Transient(str(exc), progressed=True) from None
-            raise _SourceFailed(f"{exc} (the server sent wrong bytes)") from None
+                raise Transient(str(exc), progressed=True) from None
+            raise SourceFailed(f"{exc} (the server sent wrong bytes)") from None
 
     def _receive(self, url: str, offset: int) -> None:
         headers = {"Accept-Encoding": "identity"}
@@ -301,7 +235,7 @@ class _Download:
                     _Writeback(self._part) as writeback:
                 if response.status_code == 416:
                     self._discard()
-                    raise _SourceFailed("HTTP 416: the server's file is shorter than the "
+                    raise SourceFailed("HTTP 416: the server's file is shorter than the "
                                         f"manifest's {self._size} bytes")
                 _check_status(response)
                 if offset and response.status_code != 206:  # Range ignored: start again
@@ -312,7 +246,7 @@ class _Download:
                                            self._digest, self._size)
         except httpx.RequestError as exc:
             failure = _classify(exc, self._timeout)
-            if isinstance(failure, _Transient):
+            if isinstance(failure, Transient):
                 failure.progressed = self._counted > before
             raise failure from None
 
@@ -324,11 +258,11 @@ class _Download:
             content_range = response.headers.get("Content-Range", "")
             if not content_range.startswith(wanted) or content_range[len(wanted):] not in (
                     str(self._size), "*"):
-                raise _SourceFailed(f"asked for bytes {offset}-, got Content-Range "
+                raise SourceFailed(f"asked for bytes {offset}-, got Content-Range "
                                     f"{content_range or '(none)'}")
         length = response.headers.get("Content-Length")
         if length is not None and length != str(expected):
-            raise _SourceFailed(f"announces {length} bytes where {expected} are due (the manifest "
+            raise SourceFailed(f"announces {length} bytes where {expected} are due (the manifest "
                                 f"says the blob has {self._size})")
 
     def _reader(self, response: httpx.Response, writeback: "_Writeback") -> Reader:
