@@ -9,6 +9,7 @@ start fast and ffstore never imports ffswap."""
 import gc as garbage_collector
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import click
 from ffstore import __version__
 from ffstore.context import Context, open_context
 from ffstore.errors import FFError, InputError
+from ffstore.progress import format_size
 
 PLUGIN_GROUP = "ff.commands"
 
@@ -39,34 +41,36 @@ class FFGroup(click.Group):
         return command
 
 
-def _context(ctx: click.Context, need_project: bool = True, **flags: Any) -> Context:
-    root = ctx.find_root().params
-    merged = {"home": root.get("home"), **flags}
-    project = root.get("project")
-    context = open_context(Path(project) if project else None, merged, need_project=need_project)
-    if sys.stderr.isatty():  # like progress: for someone watching, not for logs
-        context.notify = lambda message: _note(ctx, message)
-    return context
+@dataclass
+class CliState:
+    """What the root command's options say, kept in click's `ctx.obj` for every
+    command, plugins (`ff swap`) included: how to open the project's Context and how
+    to talk to the user."""
+
+    project: str | None = None
+    home: str | None = None
+    quiet: bool = False
+    verbose: bool = False
+
+    def context(self, need_project: bool = True, **flags: Any) -> Context:
+        """The project's Context, with command-line `flags` as the top settings layer."""
+        context = open_context(Path(self.project) if self.project else None,
+                               {"home": self.home, **flags}, need_project=need_project)
+        if sys.stderr.isatty():  # like progress: for someone watching, not for logs
+            context.notify = self.note
+        return context
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message)
+
+    def note(self, message: str) -> None:
+        """Something the user should know that is not an error, on stderr."""
+        if not self.quiet:
+            click.echo(f"note: {message}", err=True)
 
 
-def _say(ctx: click.Context, message: str) -> None:
-    if not ctx.find_root().params.get("quiet"):
-        click.echo(message)
-
-
-def _note(ctx: click.Context, message: str) -> None:
-    """Something the user should know that is not an error, on stderr."""
-    if not ctx.find_root().params.get("quiet"):
-        click.echo(f"note: {message}", err=True)
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
+pass_state = click.make_pass_decorator(CliState)
 
 
 @click.group(cls=FFGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,8 +80,11 @@ def _size(count: int) -> str:
 @click.option("--home", type=click.Path(file_okay=False), help="The local store (FF_HOME).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Explain errors in full (every difference).")
-def cli(project: str | None, home: str | None, quiet: bool, verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, project: str | None, home: str | None, quiet: bool,
+        verbose: bool) -> None:
     """ff: signed, locked, content-addressed face models."""
+    ctx.obj = CliState(project, home, quiet, verbose)
 
 
 @cli.group()
@@ -87,12 +94,12 @@ def key() -> None:
 
 @key.command("generate")
 @click.argument("name")
-@click.pass_context
-def key_generate(ctx: click.Context, name: str) -> None:
+@pass_state
+def key_generate(state: CliState, name: str) -> None:
     """Make an Ed25519 key pair and print its public key id."""
     from ffstore.signing import generate_key
 
-    context = _context(ctx, need_project=False)
+    context = state.context(need_project=False)
     made = generate_key(context.store.key_dir, name)
     click.echo(made.key_id)
     click.echo(f"private key: {context.store.key_dir / (name + '.key')} (keep it secret)", err=True)
@@ -103,18 +110,18 @@ def key_generate(ctx: click.Context, name: str) -> None:
 @click.argument("new")
 @click.option("--registry", required=True, type=click.Path(file_okay=False),
               help="Registry directory whose signing key changes.")
-@click.pass_context
-def key_rotate(ctx: click.Context, old: str, new: str, registry: str) -> None:
+@pass_state
+def key_rotate(state: CliState, old: str, new: str, registry: str) -> None:
     """Make NEW the registry's signing key, vouched for by OLD (key names or files;
     NEW may also be a key id)."""
     from ffstore.publish import rotate_key
     from ffstore.signing import is_key_id
 
-    context = _context(ctx, need_project=False)
+    context = state.context(need_project=False)
     new_key = new if is_key_id(new) else _load_key(context, new)
     rotation = rotate_key(Path(registry), _load_key(context, old), new_key,
                           context.setting("index_expiry_days"))
-    _say(ctx, f"{rotation.new_key_id} now signs {registry} (vouched for by {old})"
+    state.say(f"{rotation.new_key_id} now signs {registry} (vouched for by {old})"
          if rotation.added else "this rotation is already listed")
 
 
@@ -136,20 +143,20 @@ def _load_key(context: Context, name: str) -> Any:
               help="Range of ff versions the model works with.")
 @click.option("--expires-days", type=int, default=None,
               help="Validity of the re-signed index (default: setting index_expiry_days).")
-@click.pass_context
-def publish(ctx: click.Context, files: tuple[str, ...], registry: str, model: str, version: str,
+@pass_state
+def publish(state: CliState, files: tuple[str, ...], registry: str, model: str, version: str,
             module: str, key_name: str, requires_ff: str, expires_days: int | None) -> None:
     """Publish FILES as one signed model version."""
     from ffstore.publish import publish as do_publish
 
-    context = _context(ctx, need_project=False, index_expiry_days=expires_days)
+    context = state.context(need_project=False, index_expiry_days=expires_days)
     result = do_publish(Path(registry), [Path(f) for f in files], model, version, module,
                         _load_key(context, key_name), requires_ff,
                         context.setting("index_expiry_days"))
     state = "published" if result.new_version else (
         "signed again" if result.new_signature else "already published, nothing new")
-    _say(ctx, f"{model} {result.manifest.version} ({module}): {state}; manifest "
-              f"{result.manifest.digest}, {_size(result.bytes_added)} added")
+    state.say(f"{model} {result.manifest.version} ({module}): {state}; manifest "
+              f"{result.manifest.digest}, {format_size(result.bytes_added)} added")
 
 
 @cli.command("import")
@@ -164,8 +171,8 @@ def publish(ctx: click.Context, files: tuple[str, ...], registry: str, model: st
 @click.option("--init", is_flag=True,
               help="Also write a facefusion.toml here (if there is none) pinning FaceFusion's "
                    "default models among those imported.")
-@click.pass_context
-def import_(ctx: click.Context, source: str, registry: str, key_name: str, version: str,
+@pass_state
+def import_(state: CliState, source: str, registry: str, key_name: str, version: str,
             modules: tuple[str, ...], init: bool) -> None:
     """Import a FaceFusion models folder (.assets/models) as signed versions."""
     from ffstore.facefusion import default_modules
@@ -178,8 +185,8 @@ def import_(ctx: click.Context, source: str, registry: str, key_name: str, versi
         if not equals or not stem or not kind:
             raise InputError(f"--module {item!r}: write STEM=MODULE, e.g. my_swapper=face_swapper")
         named[stem] = kind
-    context = _context(ctx, need_project=False)
-    root = Path(ctx.find_root().params.get("project") or ".").resolve()
+    context = state.context(need_project=False)
+    root = Path(state.project or ".").resolve()
     toml = root / TOML_NAME
     if init and toml.exists():
         raise InputError(f"{toml} exists already; edit it, or drop --init")
@@ -188,17 +195,17 @@ def import_(ctx: click.Context, source: str, registry: str, key_name: str, versi
                                        context.setting("index_expiry_days"), named)
     for result in results:
         state = "" if result.new_version else " (already there)"
-        _say(ctx, f"{result.manifest.model} {result.manifest.version} "
+        state.say(f"{result.manifest.model} {result.manifest.version} "
                   f"({result.manifest.module}): {result.manifest.digest}{state}")
     for note in notes:
-        _note(ctx, note)
+        state.note(note)
     if init:
         from ffstore import fsutil
 
         location = os.path.relpath(Path(registry).resolve(), root)
         chosen = default_modules([result.manifest.model for result in results])
         fsutil.atomic_write(toml, starter_toml(location, key.key_id, chosen, version))
-        _say(ctx, f"wrote {toml} ({len(chosen)} modules); next: ff lock")
+        state.say(f"wrote {toml} ({len(chosen)} modules); next: ff lock")
 
 
 @cli.command()
@@ -207,23 +214,23 @@ def import_(ctx: click.Context, source: str, registry: str, key_name: str, versi
               help="Move MODULE forward (lifting its hold). Repeatable.")
 @click.option("--registry", "registry", default=None, metavar="DIR_OR_URL",
               help="Use this location for the default registry (setting registry).")
-@click.pass_context
-def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...],
+@pass_state
+def lock(state: CliState, upgrade: bool, upgrade_modules: tuple[str, ...],
          registry: str | None) -> None:
     """Resolve facefusion.toml into facefusion.lock."""
     from ffstore.workflow import lock as do_lock
 
-    context = _context(ctx, registry=registry)
+    context = state.context(registry=registry)
     result = do_lock(context, upgrade, frozenset(upgrade_modules))
     for name, entry in sorted(result.lock.modules.items()):
         before = result.previous.modules.get(name) if result.previous else None
         change = "" if before is None or before.version == entry.version else (
             f" (was {before.version})")
         held = " [held]" if name in result.lock.holds else ""
-        _say(ctx, f"{name}: {entry.model} {entry.version}{change}{held}")
+        state.say(f"{name}: {entry.model} {entry.version}{change}{held}")
     for note in result.notes:
-        _note(ctx, note)
-    _say(ctx, "facefusion.lock updated" if result.changed else "facefusion.lock unchanged")
+        state.note(note)
+    state.say("facefusion.lock updated" if result.changed else "facefusion.lock unchanged")
 
 
 @cli.command()
@@ -231,20 +238,20 @@ def lock(ctx: click.Context, upgrade: bool, upgrade_modules: tuple[str, ...],
 @click.option("--jobs", type=int, default=None, help="Parallel transfers (setting jobs).")
 @click.option("--registry", "registry", default=None, metavar="DIR_OR_URL",
               help="Use this location for the default registry (setting registry).")
-@click.pass_context
-def sync(ctx: click.Context, locked: bool, jobs: int | None, registry: str | None) -> None:
+@pass_state
+def sync(state: CliState, locked: bool, jobs: int | None, registry: str | None) -> None:
     """Fetch and verify every locked model into the local store."""
     from ffstore.progress import for_terminal
     from ffstore.sync import sync as do_sync
 
-    context = _context(ctx, jobs=jobs, registry=registry)
-    with for_terminal(bool(ctx.find_root().params.get("quiet")), _size) as progress:
+    context = state.context(jobs=jobs, registry=registry)
+    with for_terminal(state.quiet, format_size) as progress:
         report = do_sync(context, locked, progress)
     if report.stale:
         click.echo("warning: facefusion.lock is stale (facefusion.toml changed); run `ff lock`",
                    err=True)
-    _say(ctx, f"synced {report.modules} modules: fetched {report.files_fetched} files "
-              f"({_size(report.bytes_fetched)}), {_size(report.bytes_total)} in total")
+    state.say(f"synced {report.modules} modules: fetched {report.files_fetched} files "
+              f"({format_size(report.bytes_fetched)}), {format_size(report.bytes_total)} in total")
 
 
 @cli.command()
@@ -252,28 +259,28 @@ def sync(ctx: click.Context, locked: bool, jobs: int | None, registry: str | Non
 @click.option("--to", "to_version", default=None, help="Roll MODULE back to this version.")
 @click.option("--registry", "registry", default=None, metavar="DIR_OR_URL",
               help="Use this location for the default registry (setting registry).")
-@click.pass_context
-def rollback(ctx: click.Context, module: str | None, to_version: str | None,
+@pass_state
+def rollback(state: CliState, module: str | None, to_version: str | None,
              registry: str | None) -> None:
     """Return MODULE (or the whole lock) to its previous version, and hold it."""
     from ffstore.workflow import rollback as do_rollback
 
-    context = _context(ctx, registry=registry)
+    context = state.context(registry=registry)
     before = context.require_lock()
     after = do_rollback(context, module, to_version)
     for name, entry in sorted(after.modules.items()):
         old = before.modules.get(name)
         if old is None or old.manifest != entry.manifest:
             old_version = old.version if old else "(none)"
-            _say(ctx, f"{name}: {entry.model} {old_version} -> {entry.version} (held)")
+            state.say(f"{name}: {entry.model} {old_version} -> {entry.version} (held)")
 
 
 @cli.command()
 @click.argument("module", required=False)
-@click.pass_context
-def history(ctx: click.Context, module: str | None) -> None:
+@pass_state
+def history(state: CliState, module: str | None) -> None:
     """List lock generations recorded on this machine."""
-    context = _context(ctx)
+    context = state.context()
     if module is not None:
         module = context.project.module(module).name
     for generation in context.history.generations():
@@ -289,60 +296,60 @@ def history(ctx: click.Context, module: str | None) -> None:
 @cli.command()
 @click.option("--keep", type=int, default=None, help="Generations per module to keep (gc_keep).")
 @click.option("--dry-run", is_flag=True, help="Report what would be removed, remove nothing.")
-@click.pass_context
-def gc(ctx: click.Context, keep: int | None, dry_run: bool) -> None:
+@pass_state
+def gc(state: CliState, keep: int | None, dry_run: bool) -> None:
     """Remove blobs no registered project needs."""
     from ffstore.gc import gc as do_gc
 
-    context = _context(ctx, need_project=False, gc_keep=keep)
+    context = state.context(need_project=False, gc_keep=keep)
     report = do_gc(context.store, context.setting("gc_keep"), dry_run)
     for removal in report.removals:
         what = (f"{removal.model} {removal.version} ({removal.path})" if removal.model
                 else f"blob {removal.digest}")
-        _say(ctx, f"{'would remove' if dry_run else 'removed'} {what}, {_size(removal.size)}")
+        state.say(f"{'would remove' if dry_run else 'removed'} {what}, {format_size(removal.size)}")
     verb = "would free" if dry_run else "freed"
-    _say(ctx, f"{verb} {_size(report.bytes_freed)} ({report.bytes_freed} bytes): "
+    state.say(f"{verb} {format_size(report.bytes_freed)} ({report.bytes_freed} bytes): "
               f"{report.blobs_removed} blobs, {report.manifests_removed} manifests; "
               f"{report.projects} projects kept")
 
 
 @cli.command()
 @click.argument("module")
-@click.pass_context
-def path(ctx: click.Context, module: str) -> None:
+@pass_state
+def path(state: CliState, module: str) -> None:
     """Print the verified file path of a locked module."""
     from ffstore.workflow import model_path
 
-    click.echo(model_path(_context(ctx), module))
+    click.echo(model_path(state.context(), module))
 
 
 @cli.command()
-@click.pass_context
-def status(ctx: click.Context) -> None:
+@pass_state
+def status(state: CliState) -> None:
     """Show what is locked, synced and held, and the disk it takes."""
     from ffstore.workflow import status as do_status
 
-    context = _context(ctx)
+    context = state.context()
     report = do_status(context)
     for row in report.modules:
         held = f"  held (rolled back from {row.hold.rolled_back_from})" if row.hold else ""
         synced = "synced" if row.synced else "NOT SYNCED"
         click.echo(f"{row.module:<18} {row.model:<24} {row.version:<12} {synced:<10} "
-                   f"{_size(row.size):>10}{held}")
+                   f"{format_size(row.size):>10}{held}")
     click.echo(f"lock: {'up to date' if report.fresh else 'STALE (run ff lock)'}; store: "
-               f"{_size(report.store_bytes)} at {context.store.root}")
+               f"{format_size(report.store_bytes)} at {context.store.root}")
 
 
 @cli.command()
 @click.option("--repair", is_flag=True,
               help="Fetch good copies of what was corrupt (needs the project's registries).")
-@click.pass_context
-def verify(ctx: click.Context, repair: bool) -> None:
+@pass_state
+def verify(state: CliState, repair: bool) -> None:
     """Re-hash the whole store and re-check manifest signatures."""
     from ffstore.sync import sync as do_sync
     from ffstore.verify import verify as do_verify
 
-    context = _context(ctx, need_project=False)
+    context = state.context(need_project=False)
     report = do_verify(context.store)
     for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
@@ -350,12 +357,12 @@ def verify(ctx: click.Context, repair: bool) -> None:
         # What verify moved away (now or before) is missing: fetched again, verified.
         fetched = do_sync(context)
         if fetched.files_fetched or report.problems:
-            _say(ctx, f"repaired: fetched {fetched.files_fetched} files again from the registry")
+            state.say(f"repaired: fetched {fetched.files_fetched} files again from the registry")
             return
     if report.problems:
         raise FFError(f"{len(report.problems)} problem(s) in the store; run `ff verify --repair` "
                       "(in the project) or `ff sync` to fetch good copies")
-    _say(ctx, f"ok: {report.blobs_checked} blobs and {report.manifests_checked} manifests verified")
+    state.say(f"ok: {report.blobs_checked} blobs and {report.manifests_checked} manifests verified")
 
 
 @cli.command()
@@ -364,29 +371,29 @@ def verify(ctx: click.Context, repair: bool) -> None:
               help="Address to listen on; 0.0.0.0 shares the registry with the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port (0: any free one).")
-@click.pass_context
-def serve(ctx: click.Context, directory: str, host: str, port: int) -> None:
+@pass_state
+def serve(state: CliState, directory: str, host: str, port: int) -> None:
     """Serve registry DIRECTORY over HTTP, read-only, until interrupted."""
     from ffstore.serve import make_server
 
-    quiet = bool(ctx.find_root().params.get("quiet"))
+    quiet = state.quiet
     server = make_server(Path(directory), host, port, quiet)
     click.echo(f"serving {server.root} at {server.url} (read-only; Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        _say(ctx, "stopped")
+        state.say("stopped")
     finally:
         server.server_close()
 
 
 @cli.command()
-@click.pass_context
-def config(ctx: click.Context) -> None:
+@pass_state
+def config(state: CliState) -> None:
     """Show every effective setting and where it came from."""
     from ffstore.settings import BY_NAME
 
-    context = _context(ctx, need_project=False)
+    context = state.context(need_project=False)
     click.echo(f"{'project':<20} {context.project_root or '(none)'}")
     for name, resolved in context.settings.items():
         click.echo(f"{name:<20} {resolved.value!s:<40} ({resolved.source}; {BY_NAME[name].help})")
@@ -401,27 +408,27 @@ def export() -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Replace files in the folder that are not ff's.")
 @click.option("--rehash", is_flag=True, help="Re-read every blob, even those stamped as checked.")
-@click.pass_context
-def export_facefusion(ctx: click.Context, directory: str, force: bool, rehash: bool) -> None:
+@pass_state
+def export_facefusion(state: CliState, directory: str, force: bool, rehash: bool) -> None:
     """Lay the locked models out as DIRECTORY/.assets/models (read-only hard links to
     verified blobs, each with FaceFusion's .hash), so FaceFusion runs them as locked."""
     from ffstore.export import describe
     from ffstore.export import export_facefusion as do_export
     from ffstore.progress import for_terminal
 
-    context = _context(ctx)
-    with for_terminal(bool(ctx.find_root().params.get("quiet")), _size) as progress:
+    context = state.context()
+    with for_terminal(state.quiet, format_size) as progress:
         report = do_export(context, Path(directory), force, rehash, progress)
     for entry in report.entries:
-        _say(ctx, f"{entry.name}: {entry.model} {entry.version} -> {describe(entry.files)}")
+        state.say(f"{entry.name}: {entry.model} {entry.version} -> {describe(entry.files)}")
     for path in report.overwritten:
-        _note(ctx, f"replaced {path}, which was not ff's (--force)")
+        state.note(f"replaced {path}, which was not ff's (--force)")
     for path in report.left:
-        _note(ctx, f"left {report.folder / path}: the lock no longer names it, but it changed "
+        state.note(f"left {report.folder / path}: the lock no longer names it, but it changed "
                    "since ff exported it")
     counts = ", ".join(f"{report.count(state)} {state}"
                        for state in ("linked", "copied", "unchanged", "adopted"))
-    _say(ctx, f"exported {len(report.files)} files to {report.folder} ({counts}; "
+    state.say(f"exported {len(report.files)} files to {report.folder} ({counts}; "
               f"{report.hashed} hashed), removed {len(report.removed)}")
 
 

@@ -73,6 +73,16 @@ class Transfer:
         """Ends the display, so what is printed next starts on a clean line."""
 
 
+def format_size(count: int) -> str:
+    """Byte counts as ff prints them: `512 B`, `1.5 MiB`."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
 class Bar(Transfer):
     """A one-line bar on a terminal, redrawn at most every REDRAW_SECONDS."""
 

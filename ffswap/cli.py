@@ -8,6 +8,7 @@ from typing import TextIO
 
 import click
 
+from ffstore.cli import CliState, pass_state
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.lockfile import Lock
 
@@ -82,27 +83,26 @@ def _entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]:
 @click.option("--no-enhance", is_flag=True, help="Skip the face_enhancer even if locked.")
 @click.option("--offline", is_flag=True, default=None,
               help="Use only models already in the store (setting offline).")
-@click.pass_context
-def swap(ctx: click.Context, source: str, target: str, output: str,
+@pass_state
+def swap(state: CliState, source: str, target: str, output: str,
          execution_provider: str | None, execution_threads: int | None, no_enhance: bool,
          offline: bool | None) -> None:
     """Swap the face in SOURCE onto every face in TARGET, with the locked models."""
-    from ffstore.cli import _context, _note, _size
-    from ffstore.progress import for_terminal
+    from ffstore.progress import for_terminal, format_size
     from ffswap.errors import SwapError
     from ffswap.locked import LockedModels
     from ffswap.media import read_image, write_image
     from ffswap.runtime import Runtime
 
-    context = _context(ctx, execution_provider=execution_provider,
-                       execution_threads=execution_threads, offline=offline or None)
+    context = state.context(execution_provider=execution_provider,
+                            execution_threads=execution_threads, offline=offline or None)
     lock = context.require_lock()
     used, unused = _entries(lock, no_enhance)
     if unused:
-        _note(ctx, f"ff swap does not use {', '.join(unused)} (locked for FaceFusion: ff export)")
-    quiet = bool(ctx.find_root().params.get("quiet"))
+        state.note(f"ff swap does not use {', '.join(unused)} (locked for FaceFusion: ff export)")
+    quiet = state.quiet
     try:
-        with for_terminal(quiet, _size) as fetching:
+        with for_terminal(quiet, format_size) as fetching:
             models = LockedModels(context, offline=context.setting("offline"), progress=fetching)
             models.fetch(used)
         with Runtime(models, dict.fromkeys(used),
@@ -118,7 +118,7 @@ def swap(ctx: click.Context, source: str, target: str, output: str,
                         progress.end()
                 summary = f"{result.frames} frames, {result.swapped_frames} with faces"
                 if result.audio.startswith("not kept"):
-                    _note(ctx, "ffmpeg is not installed: the output has no sound (install "
+                    state.note("ffmpeg is not installed: the output has no sound (install "
                                "ffmpeg to keep the target's audio)")
                 elif result.audio == "kept":
                     summary += ", audio kept"
