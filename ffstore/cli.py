@@ -153,9 +153,9 @@ def publish(state: CliState, files: tuple[str, ...], registry: str, model: str, 
     result = do_publish(Path(registry), [Path(f) for f in files], model, version, module,
                         _load_key(context, key_name), requires_ff,
                         context.setting("index_expiry_days"))
-    state = "published" if result.new_version else (
+    outcome = "published" if result.new_version else (
         "signed again" if result.new_signature else "already published, nothing new")
-    state.say(f"{model} {result.manifest.version} ({module}): {state}; manifest "
+    state.say(f"{model} {result.manifest.version} ({module}): {outcome}; manifest "
               f"{result.manifest.digest}, {format_size(result.bytes_added)} added")
 
 
@@ -194,9 +194,9 @@ def import_(state: CliState, source: str, registry: str, key_name: str, version:
     results, notes = import_facefusion(Path(source), Path(registry), key, version,
                                        context.setting("index_expiry_days"), named)
     for result in results:
-        state = "" if result.new_version else " (already there)"
+        already = "" if result.new_version else " (already there)"
         state.say(f"{result.manifest.model} {result.manifest.version} "
-                  f"({result.manifest.module}): {result.manifest.digest}{state}")
+                  f"({result.manifest.module}): {result.manifest.digest}{already}")
     for note in notes:
         state.note(note)
     if init:
