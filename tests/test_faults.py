@@ -1,0 +1,268 @@
+"""Faults of the machine, not of the input: a full disk under `ff sync` and `ff
+publish`, a read-only store, many ff processes writing one store and one registry at
+once, and `ff gc` racing `ff sync`.
+
+Everything is real: files on a real (if small) filesystem, fsync, Ed25519 keys, ff
+run as `python -m ffstore` processes, an HTTP server on 127.0.0.1. A full or
+read-only disk is a tmpfs of the test's own, mounted in a private mount namespace
+(`unshare -rm`, or `unshare -m` for root without user namespaces) that a sleeping
+process holds open: ff runs inside it through `nsenter`, and the test reads what ff
+left through `/proc/<holder>/root`. Where namespaces are not allowed (a container
+without CAP_SYS_ADMIN, no util-linux) those tests skip, saying why; set
+FF_TEST_NEED_NAMESPACES=1 to make that a failure instead (CI as root).
+
+What every test proves is independent of the machine's speed: a race is either
+forced (a download held open until gc is seen waiting for the store lock) or run
+for a fixed number of rounds whose every outcome must be correct.
+"""
+
+import functools
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ffstore.fsutil import TEMP_PREFIX
+from tests.conftest import Result, Workspace
+from tests.test_crash_safety import sha256_file
+
+SEED = 0xFA017
+KIB = 1 << 10
+# Modules ff swap does not run, so `ff lock` takes plain .bin files for them.
+MODULES = ("frame_enhancer", "frame_colorizer", "lip_syncer", "age_modifier")
+
+
+# --- a filesystem of the test's own ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Namespaces:
+    """How to make a private mount namespace here, and how to enter it."""
+
+    unshare: tuple[str, ...]
+    nsenter: tuple[str, ...]
+
+
+WAYS = (Namespaces(("unshare", "-rm"), ("-U", "-m", "--preserve-credentials")),
+        Namespaces(("unshare", "-m"), ("-m",)))  # root where user namespaces are off
+
+
+class SmallDisk:
+    """A tmpfs of `size_kib` mounted at `mountpoint` for ff's eyes only: a private
+    mount namespace, held by a process that waits on its stdin. Commands run in it
+    with `sh`/`ff`; the test sees its files at `inside(path)`."""
+
+    def __init__(self, mountpoint: Path, size_kib: int, way: Namespaces) -> None:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.mountpoint = mountpoint
+        self._way = way
+        script = 'mount -t tmpfs -o size="$1"k,mode=0755 tmpfs "$0" && echo ready && exec cat'
+        self._holder = subprocess.Popen([*way.unshare, "sh", "-c", script, str(mountpoint),
+                                         str(size_kib)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self._holder.stdout is not None
+        if self._holder.stdout.readline() != "ready\n":
+            self._holder.wait(10)
+            assert self._holder.stderr is not None
+            raise OSError(f"{' '.join(way.unshare)} + mount tmpfs failed: "
+                          f"{self._holder.stderr.read().strip() or self._holder.returncode}")
+
+    def inside(self, path: Path) -> Path:
+        """`path` as it is in the namespace (the tmpfs, where it is under the mount)."""
+        return Path(f"/proc/{self._holder.pid}/root") / path.relative_to("/")
+
+    def _enter(self, command: list[str], cwd: Path, env: dict[str, str] | None = None,
+               timeout: float = 60) -> subprocess.CompletedProcess:
+        # Entering a mount namespace resets the working directory to its root: cd again.
+        return subprocess.run(["nsenter", "-t", str(self._holder.pid), *self._way.nsenter,
+                               "sh", "-c", 'cd "$0" && exec "$@"', str(cwd), *command],
+                              env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def sh(self, script: str) -> None:
+        done = self._enter(["sh", "-c", script], Path("/"))
+        assert done.returncode == 0, f"{script}: {done.stderr}"
+
+    def ff(self, *args: str, cwd: Path, home: Path, expect: int | None = 0,
+           env: dict[str, str] | None = None) -> Result:
+        done = self._enter([sys.executable, "-m", "ffstore", *args], cwd,
+                           {"FF_HOME": str(home), **(env or {})})
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if expect is not None:
+            assert result.code == expect, f"ff {' '.join(args)} -> {result.code}\n{result.err}"
+        return result
+
+    def resize(self, size_kib: int) -> None:
+        self.sh(f'mount -o remount,size={size_kib}k "{self.mountpoint}"')
+
+    def read_only(self, path: Path | None = None) -> None:
+        """Make the tmpfs read-only, or (given `path` in it) only that directory, by a
+        read-only bind mount: chmod does not stop root, a read-only mount does."""
+        if path is None:
+            self.sh(f'mount -o remount,ro "{self.mountpoint}"')
+        else:
+            self.sh(f'mount --bind "{path}" "{path}" && mount -o remount,bind,ro "{path}"')
+
+    def writable(self) -> None:
+        self.sh(f'mount -o remount,rw "{self.mountpoint}"')
+
+    def free_bytes(self) -> int:
+        stats = os.statvfs(self.inside(self.mountpoint))
+        return stats.f_bavail * stats.f_frsize
+
+    def close(self) -> None:
+        assert self._holder.stdin is not None
+        self._holder.stdin.close()  # the holder's `cat` ends, and the namespace with it
+        try:
+            self._holder.wait(10)
+        except subprocess.TimeoutExpired:
+            self._holder.kill()
+            self._holder.wait()
+
+
+@functools.cache
+def _namespaces() -> Namespaces | str:
+    """The first way that works here, or why none does."""
+    reasons = []
+    for way in WAYS:
+        if shutil.which(way.unshare[0]) is None or shutil.which("nsenter") is None:
+            return "needs unshare and nsenter (util-linux)"
+        with tempfile.TemporaryDirectory() as directory:
+            try:
+                disk = SmallDisk(Path(directory) / "disk", 64, way)
+            except OSError as exc:
+                reasons.append(str(exc))
+                continue
+            try:
+                disk.sh(f'touch "{disk.mountpoint}/probe"')
+                assert disk.inside(disk.mountpoint / "probe").is_file()
+                assert not (Path(directory) / "disk" / "probe").exists()
+            except (AssertionError, OSError) as exc:
+                reasons.append(f"{' '.join(way.unshare)}: {exc}")
+                continue
+            finally:
+                disk.close()
+        return way
+    return ("cannot mount a private tmpfs (needs root or user namespaces, and mount "
+            "namespaces): " + "; ".join(reasons))
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[Path, int], SmallDisk]]:
+    """Makes SmallDisks, and unmounts them after the test. Skips (or, with
+    FF_TEST_NEED_NAMESPACES=1, fails) where this machine cannot make one."""
+    way = _namespaces()
+    if isinstance(way, str):
+        if os.environ.get("FF_TEST_NEED_NAMESPACES") == "1":
+            pytest.fail(way)
+        pytest.skip(way)
+    disks: list[SmallDisk] = []
+
+    def make(mountpoint: Path, size_kib: int) -> SmallDisk:
+        disks.append(SmallDisk(mountpoint, size_kib, way))
+        return disks[-1]
+
+    yield make
+    for disk in disks:
+        disk.close()
+
+
+def test_without_namespaces_the_tests_skip_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where util-linux is missing the probe names it, rather than failing."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    _namespaces.cache_clear()
+    try:
+        assert _namespaces() == "needs unshare and nsenter (util-linux)"
+    finally:
+        _namespaces.cache_clear()
+
+
+# --- models ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    module: str
+    files: tuple[Path, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(path.stat().st_size for path in self.files)
+
+    @property
+    def digests(self) -> set[str]:
+        return {sha256_file(path) for path in self.files}
+
+
+def make_model(directory: Path, name: str, module: str, *sizes: int, seed: object = SEED) -> Model:
+    """Random, incompressible parts (a tmpfs stores them as they are)."""
+    rng = random.Random(f"{seed}-{name}")
+    folder = directory / name
+    folder.mkdir(parents=True)
+    files = []
+    for number, size in enumerate(sizes):
+        path = folder / f"{name}.part{number}.bin"
+        path.write_bytes(rng.randbytes(size))
+        files.append(path)
+    return Model(name, module, tuple(files))
+
+
+def publish_args(model: Model, registry: Path, version: str = "1.0.0", key: str = "alice"
+                 ) -> list[str]:
+    return ["publish", *map(str, model.files), "--registry", str(registry), "--model", model.name,
+            "--version", version, "--module", model.module, "--key", key]
+
+
+def write_toml(workspace: Workspace, project: Path, models: list[Model], registry: str) -> None:
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "facefusion.toml").write_text(
+        f'[registries]\ndefault = "{registry}"\n\n[trust]\nkeys = ["{workspace.key_id}"]\n\n'
+        "[modules]\n" + "".join(f'{m.module} = {{ model = "{m.name}", version = ">=1" }}\n'
+                                for m in models))
+
+
+def lock(workspace: Workspace, project: Path, models: list[Model], registry: str) -> None:
+    """Write facefusion.toml and lock it (with the workspace's own store, so the store
+    under test starts without the manifests)."""
+    write_toml(workspace, project, models, registry)
+    workspace.run("--project", str(project), "lock")
+
+
+def view_file(home: Path, result: Result) -> Path:
+    """What `ff path` printed, as the test sees it (a path in the store)."""
+    path = Path(result.out.strip())
+    assert path.is_relative_to(home), result.out
+    return path
+
+
+def assert_synced(disk: "SmallDisk | None", project: Path, home: Path, models: list[Model],
+                  run: Callable[..., Result]) -> None:
+    """Every model's `ff path` answers with its first file's exact bytes."""
+    for model in models:
+        path = view_file(home, run("path", model.module, cwd=project, home=home))
+        seen = disk.inside(path) if disk else path
+        assert seen.read_bytes() == model.files[0].read_bytes(), model.name
+
+
+def no_temp_files(root: Path) -> None:
+    left = [str(p) for p in root.rglob(f"{TEMP_PREFIX}*")] if root.is_dir() else []
+    assert not left, f"a failed (not killed) command left temp files: {left}"
+
+
+def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file under `root` by relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not str(p.relative_to(root)).startswith(skip)}
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fault-models")
