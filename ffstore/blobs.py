@@ -192,7 +192,7 @@ class BlobStore:
         blob only if digest and size match. On failure the appended bytes stay, so the
         caller can resume again, or truncate the file when its bytes proved wrong."""
         check_digest(expected)
-        with open(partial, "r+b") as handle:
+        with fsutil.naming(partial.parent), open(partial, "r+b") as handle:
             writer = HashingWriter(handle, expected_size, resume=True)
             digest = writer.consume(read)
             self._check(digest, writer.size, expected, expected_size)

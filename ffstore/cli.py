@@ -17,7 +17,7 @@ import click
 
 from ffstore import __version__
 from ffstore.context import Context, open_context
-from ffstore.errors import FFError, InputError
+from ffstore.errors import FFError, InputError, describe_os_error
 from ffstore.progress import format_size
 
 PLUGIN_GROUP = "ff.commands"
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                    err=True)
         return 130
     except OSError as exc:
-        click.echo(f"error: {exc.strerror or exc} ({exc.filename or 'no file'})", err=True)
+        click.echo(f"error: {describe_os_error(exc)}", err=True)
         return 1
     return 0
 

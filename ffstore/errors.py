@@ -1,6 +1,8 @@
 """One exception hierarchy so the CLI can turn every expected failure into a
 single `error: ...` line and the right exit code, without tracebacks."""
 
+import errno
+
 
 class FFError(Exception):
     """An operation failed (exit code 1): a check did not pass, a fetch failed.
@@ -28,3 +30,25 @@ class VerificationError(FFError):
 
 class StaleLockError(FFError):
     """facefusion.lock no longer matches facefusion.toml."""
+
+
+_FREE_SPACE = "free some space there (`ff gc` removes models no project needs) and run it again"
+_OS_ADVICE = {
+    errno.ENOSPC: _FREE_SPACE,
+    errno.EDQUOT: _FREE_SPACE,
+    errno.EROFS: ("ff must write there: make it writable, or point FF_HOME (or the registry) "
+                  "at a place that is"),
+    errno.EACCES: "check its permissions (or use another place)",
+    errno.EPERM: "check its permissions (or use another place)",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What the system refused, where, and what to do, on one line: an operation
+    failed (exit code 1) because of the machine (a full disk, a read-only mount),
+    not because of ff's input."""
+    reason = str(exc.strerror or exc)
+    reason = reason[:1].lower() + reason[1:]
+    where = f" ({exc.filename})" if exc.filename else ""
+    advice = _OS_ADVICE.get(exc.errno or 0)
+    return f"{reason}{where}" + (f"; {advice}" if advice else "")

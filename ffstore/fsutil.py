@@ -24,21 +24,39 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# What a write can meet that is about the place written, not the bytes read.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+@contextlib.contextmanager
+def naming(place: Path) -> Iterator[None]:
+    """Name `place` in a write's OSError that names no file: a failed write, fsync or
+    close reports only its errno ("No space left on device"), and the user needs to
+    hear which disk is full or read-only."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno in WRITE_ERRNOS:
+            exc.filename = str(place)
+        raise
+
+
 @contextlib.contextmanager
 def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[BinaryIO, Path]]:
     """A temp file in `directory` (same filesystem, so the final rename is atomic).
     The file is removed if the block raises; a SIGKILL leaves it behind under a name
-    that `sweep_temp_files` recognises."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=suffix,
-                                dir=directory)
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle, path
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    that `sweep_temp_files` recognises. A write that fails names `directory`."""
+    with naming(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=suffix,
+                                    dir=directory)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle, path
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
 
 def _default_mode() -> int:

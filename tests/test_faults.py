@@ -29,9 +29,13 @@ from pathlib import Path
 
 import pytest
 
+from ffstore import layout
 from ffstore.fsutil import TEMP_PREFIX
+from ffstore.serve import make_server
 from tests.conftest import Result, Workspace
-from tests.test_crash_safety import sha256_file
+from tests.test_crash_safety import check_store, sha256_file
+from tests.test_http_registry import running
+from tests.test_refusals import _refused
 
 SEED = 0xFA017
 KIB = 1 << 10
@@ -266,3 +270,60 @@ def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fault-models")
+
+
+# --- 1. a full disk under ff sync ------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["directory", "http"])
+def test_sync_on_a_full_disk_fails_cleanly_and_completes_once_there_is_room(
+        workspace: Workspace, small_disk: Callable[[Path, int], SmallDisk], parts: Path,
+        source: str) -> None:
+    """The store on a 512 KiB tmpfs; a synced small model, then a lock that adds a
+    768 KiB one. The sync fails in one line, exit 1; every blob in the store hashes
+    to its name, no model view lacks a blob, no temp file is left (an HTTP download
+    keeps what arrived in partial/, outside the digest namespace, to resume); the
+    small model still works. Then room comes back (the tmpfs grows, or a filler file
+    goes) and the next sync completes, and verifies."""
+    small = make_model(parts, f"small-{source}", MODULES[0], 64 * KIB)
+    big = make_model(parts, f"big-{source}", MODULES[1], 256 * KIB, 256 * KIB, 256 * KIB)
+    for model in (small, big):
+        workspace.run(*publish_args(model, workspace.registry))
+    home, project = workspace.root / "disk-home", workspace.root / "disk-project"
+    if source == "http":  # room runs out because of a filler file, not the disk's size
+        disk = small_disk(home, 2048)
+        filler = disk.inside(home) / "filler"
+        filler.write_bytes(bytes(disk.free_bytes() - 512 * KIB))
+    else:
+        disk = small_disk(home, 512)
+    with running(make_server(workspace.registry, quiet=True)) as url:
+        registry = url if source == "http" else str(workspace.registry)
+        lock(workspace, project, [small], registry)
+        disk.ff("sync", cwd=project, home=home)
+        lock(workspace, project, [small, big], registry)
+
+        failed = disk.ff("sync", cwd=project, home=home, expect=None)
+        _refused(failed, 1, "no space left on device", str(home), "ff gc")
+        store = disk.inside(home)
+        check_store(store)
+        no_temp_files(store / "tmp")
+        assert not big.digests <= {sha256_file(p) for p in (store / layout.BLOBS).iterdir()}
+        status = disk.ff("status", cwd=project, home=home).out
+        assert "NOT SYNCED" in status.splitlines()[0] and big.name in status.splitlines()[0]
+        _refused(disk.ff("path", big.module, cwd=project, home=home, expect=None), 1,
+                 "not synced", "ff sync")
+        assert_synced(disk, project, home, [small], disk.ff)
+        assert "ok:" in disk.ff("verify", cwd=project, home=home).out
+
+        if source == "http":
+            filler.unlink()
+        else:
+            disk.resize(4096)
+        done = disk.ff("sync", cwd=project, home=home)
+        assert "fetched" in done.out
+        check_store(store)
+        assert big.digests | small.digests <= {sha256_file(p)
+                                               for p in (store / layout.BLOBS).iterdir()}
+        assert not any((store / layout.PARTIAL).glob("*.part"))
+        assert_synced(disk, project, home, [small, big], disk.ff)
+        assert "ok:" in disk.ff("verify", cwd=project, home=home).out
