@@ -165,33 +165,51 @@ def _publish_locked(registry_root: Path, prepared: list[_Prepared], key: Signing
         blobs = BlobStore(registry_root)
         blobs.sweep()  # what killed publishes left behind
         added: list[str] = []
+        created: list[Path] = []
         try:
-            manifests = [_ingest(blobs, item, added) for item in prepared]
-            existing = [_existing(index, manifest) for manifest in manifests]
+            return _write_releases(registry_root, index, prepared, key, expiry_days, blobs,
+                                   added, created)
         except BaseException:
-            for digest in added:  # nothing refers to them: the refusal leaves no trace
+            # Nothing the index lists refers to them: a refusal, or a write that failed
+            # (a full disk), leaves no trace, and gives back the room it took.
+            for path in created:
+                path.unlink(missing_ok=True)
+            for digest in added:
                 blobs.remove(digest)
             raise
-        results = []
-        for manifest, entry in zip(manifests, existing, strict=True):
-            digest = manifest.digest
-            manifest_path = registry_root / layout.manifest(digest)
-            if not manifest_path.exists():
-                fsutil.atomic_write(manifest_path, manifest.canonical(), mode=0o444)
-            signature_path = registry_root / layout.signatures(digest)
-            signatures = parse_signatures(signature_path.read_bytes() if signature_path.exists()
-                                          else None, str(signature_path))
-            new_signature = key.key_id not in signatures
-            if new_signature:
-                signatures[key.key_id] = sign_manifest(key, digest)
-                fsutil.atomic_write(signature_path, signature_document(signatures), mode=0o644)
-            if entry is None:
-                index.models.setdefault(manifest.model, {})[manifest.version] = VersionEntry(
-                    digest, manifest.module)
-            size = sum(f.size for f in manifest.files if f.digest in added)
-            results.append(PublishResult(manifest, size, entry is None, new_signature))
-        if any(result.new_version for result in results):
-            write_index(registry_root, index, key, expiry_days)
+
+
+def _write_releases(registry_root: Path, index: Index, prepared: list[_Prepared],
+                    key: SigningKey, expiry_days: int, blobs: BlobStore, added: list[str],
+                    created: list[Path]) -> list[PublishResult]:
+    """Blobs, then each manifest and its signatures, then the index. What it adds is
+    listed in `added` (blobs) and `created` (documents) as it goes, for the caller
+    to take back should any step fail."""
+    manifests = [_ingest(blobs, item, added) for item in prepared]
+    existing = [_existing(index, manifest) for manifest in manifests]
+    results = []
+    for manifest, entry in zip(manifests, existing, strict=True):
+        digest = manifest.digest
+        manifest_path = registry_root / layout.manifest(digest)
+        if not manifest_path.exists():
+            created.append(manifest_path)
+            fsutil.atomic_write(manifest_path, manifest.canonical(), mode=0o444)
+        signature_path = registry_root / layout.signatures(digest)
+        signatures = parse_signatures(signature_path.read_bytes() if signature_path.exists()
+                                      else None, str(signature_path))
+        new_signature = key.key_id not in signatures
+        if new_signature:
+            signatures[key.key_id] = sign_manifest(key, digest)
+            if not signature_path.exists():
+                created.append(signature_path)
+            fsutil.atomic_write(signature_path, signature_document(signatures), mode=0o644)
+        if entry is None:
+            index.models.setdefault(manifest.model, {})[manifest.version] = VersionEntry(
+                digest, manifest.module)
+        size = sum(f.size for f in manifest.files if f.digest in added)
+        results.append(PublishResult(manifest, size, entry is None, new_signature))
+    if any(result.new_version for result in results):
+        write_index(registry_root, index, key, expiry_days)
     return results
 
 

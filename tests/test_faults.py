@@ -33,7 +33,7 @@ from ffstore import layout
 from ffstore.fsutil import TEMP_PREFIX
 from ffstore.serve import make_server
 from tests.conftest import Result, Workspace
-from tests.test_crash_safety import check_store, sha256_file
+from tests.test_crash_safety import check_registry, check_store, sha256_file
 from tests.test_http_registry import running
 from tests.test_refusals import _refused
 
@@ -327,3 +327,53 @@ def test_sync_on_a_full_disk_fails_cleanly_and_completes_once_there_is_room(
         assert not any((store / layout.PARTIAL).glob("*.part"))
         assert_synced(disk, project, home, [small, big], disk.ff)
         assert "ok:" in disk.ff("verify", cwd=project, home=home).out
+
+
+# --- 2. a full disk under ff publish ---------------------------------------------------
+
+PAGE = 4 * KIB  # what a tmpfs charges per file, at least
+# Where a publish of a new version runs out of room, by the room it is given beyond
+# its new blobs: each of manifest, signature document and index takes one page.
+PUBLISH_STAGES = {"blobs": -8 * PAGE, "manifest": 0, "signatures": PAGE, "index": 2 * PAGE}
+WRITING = {"blobs": layout.TMP, "manifest": layout.MANIFESTS, "signatures": layout.SIGNATURES,
+           "index": ""}  # the directory the failing write names
+
+
+@pytest.mark.parametrize("stage", PUBLISH_STAGES)
+def test_publish_on_a_full_disk_keeps_the_previous_index(
+        workspace: Workspace, small_disk: Callable[[Path, int], SmallDisk], parts: Path,
+        stage: str) -> None:
+    """The registry on a tmpfs that one model already fills but for as much room as
+    makes the next publish fail while it stores the blobs, the manifest, the
+    signature document or the index. The publish fails in one line, exit 1, and the
+    registry is byte for byte what it was: the previous signed index, no temp file,
+    no half blob, nothing orphaned that no index lists (which would keep the disk
+    full). Once room returns the same publish succeeds, and a fresh project locks
+    and syncs it."""
+    registry = workspace.root / "disk-registry"
+    disk = small_disk(registry, 1024)
+    seed = make_model(parts, f"seed-{stage}", MODULES[0], 64 * KIB)
+    new = make_model(parts, f"new-{stage}", MODULES[1], 64 * KIB, 64 * KIB)
+    home, project = workspace.home, workspace.root / "consumer"
+    disk.ff(*publish_args(seed, registry), cwd=workspace.root, home=home)
+    seen = disk.inside(registry)
+    before = snapshot(seen, skip=(layout.PUBLISH_LOCK,))
+    filler = seen / "filler"  # not a registry file: readers never ask for it
+    filler.write_bytes(bytes(disk.free_bytes() - new.size - PUBLISH_STAGES[stage]))
+
+    failed = disk.ff(*publish_args(new, registry), cwd=workspace.root, home=home, expect=None)
+    _refused(failed, 1, "no space left on device", f"({registry / WRITING[stage]})")
+    assert snapshot(seen, skip=(layout.PUBLISH_LOCK, "filler")) == before
+    no_temp_files(seen)
+    assert set(check_registry(seen, workspace.key_id)) == {(seed.name, "1.0.0")}
+
+    filler.unlink()
+    disk.ff(*publish_args(new, registry), cwd=workspace.root, home=home)
+    assert set(check_registry(seen, workspace.key_id)) == {(seed.name, "1.0.0"),
+                                                           (new.name, "1.0.0")}
+    consumer = workspace.root / "consumer-home"
+    write_toml(workspace, project, [seed, new], str(registry))
+    disk.ff("lock", cwd=project, home=consumer)
+    disk.ff("sync", cwd=project, home=consumer)
+    assert_synced(disk, project, consumer, [seed, new], disk.ff)
+    assert "ok:" in disk.ff("verify", cwd=project, home=consumer).out
