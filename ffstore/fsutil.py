@@ -140,12 +140,30 @@ def open_no_follow(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
 
 
+def _open_lock(path: Path) -> int:
+    """A lock file's descriptor. Where this process may not write (a store on a
+    read-only mount, another user's cache) an existing lock file is opened for
+    reading: flock needs no write access, so readers still exclude the writers that
+    can write there (through another mount), and a command with nothing to write
+    (a sync with everything cached) works. The command that must write fails at
+    that write, naming it."""
+    try:
+        return open_no_follow(path)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        try:
+            return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            raise exc from None
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
     """An advisory lock (flock) that the kernel drops when the process dies, so a
     killed `ff` never leaves the store locked."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_no_follow(path)
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield

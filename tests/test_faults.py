@@ -377,3 +377,78 @@ def test_publish_on_a_full_disk_keeps_the_previous_index(
     disk.ff("sync", cwd=project, home=consumer)
     assert_synced(disk, project, consumer, [seed, new], disk.ff)
     assert "ok:" in disk.ff("verify", cwd=project, home=consumer).out
+
+
+# --- 3. a read-only store ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("read_only", ["store"])
+def test_a_read_only_store_serves_what_it_holds_and_refuses_writes_in_one_line(
+        workspace: Workspace, small_disk: Callable[[Path, int], SmallDisk], parts: Path,
+        read_only: str) -> None:
+    """FF_HOME (or only its blobs/ folder, by a read-only bind mount) mounted
+    read-only, which root cannot write either. What needs no write works: a warm
+    sync (everything cached), ff path, ff status, ff verify of an intact store.
+    What must write fails in one `error:` line, exit 1, and changes nothing: a sync
+    that has a model to fetch, a gc with blobs to free, a verify that finds a corrupt
+    blob to move aside. Made writable again, the store repairs itself."""
+    small = make_model(parts, f"ro-small-{read_only}", MODULES[0], 64 * KIB)
+    big = make_model(parts, f"ro-big-{read_only}", MODULES[1], 128 * KIB)
+    late = make_model(parts, f"ro-late-{read_only}", MODULES[2], 64 * KIB)
+    for model in (small, big, late):
+        workspace.run(*publish_args(model, workspace.registry))
+    home, project = workspace.root / "ro-home", workspace.root / "ro-project"
+    disk = small_disk(home, 4096)
+    store = disk.inside(home)
+    registry = str(workspace.registry)
+    lock(workspace, project, [small, big], registry)
+    disk.ff("sync", cwd=project, home=home)
+
+    def run(*args: str, expect: int | None = 0) -> Result:
+        return disk.ff(*args, cwd=project, home=home, expect=expect)
+
+    def make_read_only() -> None:
+        disk.read_only(None if read_only == "store" else home / "blobs")
+
+    make_read_only()
+    before = snapshot(store)
+    assert "fetched 0 files" in run("sync").out
+    assert_synced(disk, project, home, [small, big], disk.ff)
+    assert "NOT SYNCED" not in run("status").out
+    assert "ok: 2 blobs" in run("verify").out
+    assert snapshot(store) == before
+
+    lock(workspace, project, [small, big, late], registry)  # a model the store lacks
+    _refused(run("sync", expect=None), 1, "read-only file system", str(home),
+             "make it writable")
+    lock(workspace, project, [small, big], registry)
+    gone = project / "facefusion.lock"
+    gone.rename(project / "elsewhere")  # the project is gone: gc would free every blob
+    _refused(disk.ff("gc", cwd=workspace.root, home=home, expect=None), 1,
+             "read-only file system", str(home))
+    (project / "elsewhere").rename(gone)
+    if read_only == "store":
+        assert snapshot(store) == before
+    else:  # only blobs/ is read-only: manifests, views and the like may change, blobs not
+        assert {k: v for k, v in snapshot(store).items() if k.startswith("blobs")} == {
+            k: v for k, v in before.items() if k.startswith("blobs")}
+        check_store(store)
+
+    disk.writable()  # (a bind mount stays read-only: the remount was of the tmpfs only)
+    if read_only == "blobs":
+        disk.sh(f'umount "{home / "blobs"}"')
+    blob = store / layout.blob(next(iter(small.digests)))
+    blob.chmod(0o644)
+    with open(blob, "r+b") as handle:  # one flipped byte, the same size and inode
+        handle.write(bytes([handle.read(1)[0] ^ 0xFF]))
+    make_read_only()
+    _refused(run("verify", expect=None), 1, "read-only file system", str(home))
+
+    disk.writable()
+    if read_only == "blobs":
+        disk.sh(f'umount "{home / "blobs"}"')
+    assert "was corrupt" in run("verify", expect=1).err
+    run("sync")
+    assert "ok:" in run("verify").out
+    check_store(store)
+    assert_synced(disk, project, home, [small, big], disk.ff)
