@@ -2,6 +2,7 @@
 single `error: ...` line and the right exit code, without tracebacks."""
 
 import errno
+import os
 
 
 class FFError(Exception):
@@ -40,13 +41,34 @@ _OS_ADVICE = {
                   "at a place that is"),
     errno.EACCES: "check its permissions (or use another place)",
     errno.EPERM: "check its permissions (or use another place)",
+    errno.EXDEV: ("ff renames its temp files into place: keep FF_HOME (or the registry) on one "
+                  "filesystem, not split across mounts"),
 }
+
+
+def _read_only_directory(*names: object) -> str | None:
+    """The first of the named files' directories that is on a read-only mount."""
+    for name in names:
+        if isinstance(name, str):
+            directory = os.path.dirname(name) or "."
+            try:
+                if os.statvfs(directory).f_flag & os.ST_RDONLY:
+                    return directory
+            except OSError:
+                continue
+    return None
 
 
 def describe_os_error(exc: OSError) -> str:
     """What the system refused, where, and what to do, on one line: an operation
     failed (exit code 1) because of the machine (a full disk, a read-only mount),
     not because of ff's input."""
+    if exc.errno == errno.EXDEV:
+        # A rename between two mounts of one tree (a read-only bind mount of blobs/,
+        # say): the kernel names the mounts before it would name the read-only one.
+        read_only = _read_only_directory(exc.filename2, exc.filename)
+        if read_only is not None:
+            return describe_os_error(OSError(errno.EROFS, os.strerror(errno.EROFS), read_only))
     reason = str(exc.strerror or exc)
     reason = reason[:1].lower() + reason[1:]
     where = f" ({exc.filename})" if exc.filename else ""

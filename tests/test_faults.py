@@ -382,7 +382,7 @@ def test_publish_on_a_full_disk_keeps_the_previous_index(
 # --- 3. a read-only store ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("read_only", ["store"])
+@pytest.mark.parametrize("read_only", ["store", "blobs"])
 def test_a_read_only_store_serves_what_it_holds_and_refuses_writes_in_one_line(
         workspace: Workspace, small_disk: Callable[[Path, int], SmallDisk], parts: Path,
         read_only: str) -> None:
