@@ -23,6 +23,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +33,10 @@ import pytest
 
 from ffstore import layout
 from ffstore.fsutil import TEMP_PREFIX
-from ffstore.serve import make_server
+from ffstore.index import parse_index
+from ffstore.serve import RegistryHandler, RegistryServer, make_server
 from tests.conftest import Result, Workspace
+from tests.test_concurrency import _spawn
 from tests.test_crash_safety import check_registry, check_store, sha256_file
 from tests.test_http_registry import running
 from tests.test_refusals import _refused
@@ -452,3 +456,201 @@ def test_a_read_only_store_serves_what_it_holds_and_refuses_writes_in_one_line(
     assert "ok:" in run("verify").out
     check_store(store)
     assert_synced(disk, project, home, [small, big], disk.ff)
+
+
+# --- 4. many writers at once -------------------------------------------------------------
+
+
+def finish(processes: dict[str, subprocess.Popen], timeout: float = 120) -> dict[str, str]:
+    """Wait for every process; each must exit 0 without a traceback. Their stdout."""
+    outputs, failures = {}, []
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=timeout)
+        outputs[name] = out
+        if process.returncode != 0 or "Traceback" in err:
+            failures.append(f"{name} -> {process.returncode}: {err.strip()}")
+    assert not failures, "\n".join(failures)
+    return outputs
+
+
+def test_eight_syncs_and_four_publishes_at_once_lose_nothing(workspace: Workspace,
+                                                             parts: Path) -> None:
+    """Eight `ff sync` into one store (four of one project, four of others, some over
+    HTTP, some from the directory) while four `ff publish` add versions and a model to
+    the registry they read. All exit 0; the index is signed and lists every version
+    (its counter grew by exactly four); every project's models are in the store, whole;
+    every project was registered (gc would free nothing); `ff verify` is clean; and
+    what was published locks and syncs."""
+    registry = workspace.registry
+    a, b, c = (make_model(parts, name, module, 48 * KIB, 16 * KIB)
+               for name, module in (("conc-a", MODULES[0]), ("conc-b", MODULES[1]),
+                                    ("conc-c", MODULES[2])))
+    for model in (a, b, c):
+        workspace.run(*publish_args(model, registry))
+    releases = [(make_model(parts, f"conc-a-{v}", a.module, 48 * KIB), a.name, v)
+                for v in ("1.1.0", "1.2.0")]
+    releases += [(make_model(parts, "conc-b-1.1.0", b.module, 48 * KIB), b.name, "1.1.0"),
+                 (make_model(parts, "conc-d", MODULES[3], 48 * KIB, 16 * KIB), "conc-d", "1.0.0")]
+    home = workspace.root / "shared-home"
+    with running(make_server(registry, quiet=True)) as url:
+        wants = {"p1": ([a, b], str(registry)), "p2": ([a], url), "p3": ([b, c], url),
+                 "p4": ([c], str(registry)), "p5": ([a, c], str(registry))}
+        projects = {name: workspace.root / name for name in wants}
+        for name, (models, where) in wants.items():
+            lock(workspace, projects[name], models, where)
+        syncs = [projects["p1"]] * 4 + [projects[name] for name in ("p2", "p3", "p4", "p5")]
+        processes = {f"sync {i} {p.name}": _spawn(["sync"], p, home) for i, p in enumerate(syncs)}
+        for files, model, version in releases:
+            args = ["publish", *map(str, files.files), "--registry", str(registry), "--model",
+                    model, "--version", version, "--module", files.module, "--key", "alice"]
+            processes[f"publish {model} {version}"] = _spawn(args, workspace.root, workspace.home)
+        finish(processes)
+
+        listed = check_registry(registry, workspace.key_id)
+        assert set(listed) == {(m.name, "1.0.0") for m in (a, b, c)} | {
+            (model, version) for _f, model, version in releases}
+        for files, model, version in releases:
+            assert {f.digest for f in listed[(model, version)].files} == files.digests
+        assert parse_index((registry / "index.json").read_bytes(), "index").version == 3 + 4
+
+        def run(*args: str, project: Path, expect: int | None = 0) -> Result:
+            return workspace.run("--home", str(home), "--project", str(project), *args,
+                                 expect=expect)
+
+        check_store(home)
+        for name, (models, _where) in wants.items():
+            assert_synced(None, projects[name], home, models,
+                          lambda *args, cwd, home: run(*args, project=cwd))
+            assert "fetched 0 files" in run("sync", project=projects[name]).out
+        assert "0 blobs" in run("gc", "--dry-run", project=projects["p1"]).out
+        assert "ok:" in run("verify", project=projects["p1"]).out
+
+        fresh = workspace.root / "fresh"
+        write_toml(workspace, fresh, [], url)
+        (fresh / "facefusion.toml").write_text((fresh / "facefusion.toml").read_text() + "".join(
+            f'{files.module} = {{ model = "{model}", version = ">={version}" }}\n'
+            for files, model, version in releases[1:]))
+        run("lock", project=fresh)
+        run("sync", project=fresh)
+        for files, _model, _version in releases[1:]:
+            path = view_file(home, run("path", files.module, project=fresh))
+            assert path.read_bytes() == files.files[0].read_bytes()
+        assert "ok:" in run("verify", project=fresh).out
+
+
+# --- 5. gc racing sync -------------------------------------------------------------------
+
+
+class HeldHandler(RegistryHandler):
+    """ff serve's handler, except that the held blob waits until the test lets it go."""
+
+    server: "HeldServer"
+
+    def do_GET(self) -> None:
+        if self.server.held in self.path:
+            self.server.asked.set()
+            self.server.release.wait(60)
+        super().do_GET()
+
+
+class HeldServer(RegistryServer):
+    def __init__(self, root: Path, held: str) -> None:
+        super().__init__(root.resolve(), "127.0.0.1", 0, quiet=True, handler=HeldHandler)
+        self.held = held.split(":")[1]
+        self.asked = threading.Event()
+        self.release = threading.Event()
+
+
+def waits_for_a_lock(pid: int) -> bool:
+    """Whether process `pid` is blocked in flock (a `->` waiter in /proc/locks)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "->" and fields[5] == str(pid):
+            return True
+    return False
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def test_gc_waits_for_a_sync_in_progress(workspace: Workspace, parts: Path) -> None:
+    """A project's first sync (so no store knows the project yet: its blobs are
+    garbage to gc until the sync records it) is held mid-download, one blob stored
+    and the other one asked for and not answered. gc, started then, must wait on the
+    store lock (seen in /proc/locks, so no timing is assumed) and leave the stored
+    blob; released, the sync completes, gc then finds the project and frees nothing,
+    and the store verifies."""
+    model = make_model(parts, "held", MODULES[0], 64 * KIB, 64 * KIB)
+    workspace.run(*publish_args(model, workspace.registry))
+    first, held = (sha256_file(path) for path in model.files)
+    server = HeldServer(workspace.registry, held)
+    home, project = workspace.root / "race-home", workspace.root / "race-project"
+    with running(server) as url:
+        lock(workspace, project, [model], url)
+        sync = _spawn(["sync"], project, home)
+        try:
+            stored = home / layout.blob(first)
+            wait_until(lambda: (server.asked.is_set() and stored.exists())
+                       or sync.poll() is not None,
+                       "the sync has stored one blob and asked for the other")
+            assert sync.poll() is None, sync.communicate()
+            gc = _spawn(["gc", "--keep", "1"], workspace.root, home)
+            wait_until(lambda: waits_for_a_lock(gc.pid) or gc.poll() is not None,
+                       "gc waits for the store lock")
+            assert gc.poll() is None, f"gc ran during a sync: {gc.communicate()}"
+            assert stored.exists()
+        finally:
+            server.release.set()
+        outputs = finish({"sync": sync, "gc": gc})
+    assert "fetched 2 files" in outputs["sync"]
+    assert "freed 0 B" in outputs["gc"] and "1 projects kept" in outputs["gc"]
+    check_store(home)
+    assert model.digests <= {sha256_file(p) for p in (home / layout.BLOBS).iterdir()}
+    run = functools.partial(workspace.run, "--home", str(home), "--project", str(project))
+    assert "ok: 2 blobs" in run("verify").out
+    assert view_file(home, run("path", model.module)).read_bytes() == model.files[0].read_bytes()
+
+
+GC_ROUNDS = 8
+
+
+def test_gc_and_sync_started_together_round_after_round(workspace: Workspace,
+                                                        parts: Path) -> None:
+    """Each round a new checkout of a project (unknown to the store) syncs while gc
+    runs, started in the same instant (alternately first), and the previous round's
+    checkout is gone. The models alternate, so in every round, whichever wins the
+    store lock, the sync fetches its model's two blobs (the round before freed them)
+    and gc frees the two of the previous round's model, never one the sync needs: the
+    sync ends complete and the store verifies."""
+    models = [make_model(parts, f"round-{name}", MODULES[0], 64 * KIB, 32 * KIB)
+              for name in "xy"]
+    for model in models:
+        workspace.run(*publish_args(model, workspace.registry))
+    templates = [workspace.root / f"template-{model.name}" for model in models]
+    for template, model in zip(templates, models, strict=True):
+        lock(workspace, template, [model], str(workspace.registry))
+    home = workspace.root / "rounds-home"
+    previous: Path | None = None
+    for number in range(GC_ROUNDS):
+        model = models[number % 2]
+        project = workspace.root / f"checkout-{number}"
+        shutil.copytree(templates[number % 2], project)
+        if previous is not None:
+            shutil.rmtree(previous)  # gc now owes that checkout nothing
+        starts = [("sync", ["sync"], project), ("gc", ["gc", "--keep", "1"], workspace.root)]
+        if number % 2:
+            starts.reverse()
+        outputs = finish({name: _spawn(args, cwd, home) for name, args, cwd in starts})
+        assert "fetched 2 files" in outputs["sync"], outputs
+        assert f"{2 if number else 0} blobs" in outputs["gc"], outputs
+        present = {sha256_file(p) for p in (home / layout.BLOBS).iterdir()}
+        assert present == model.digests, f"round {number}: {outputs}"
+        run = functools.partial(workspace.run, "--home", str(home), "--project", str(project))
+        assert view_file(home, run("path", model.module)).read_bytes() == model.files[0].read_bytes()
+        previous = project
+    check_store(home)
+    assert "ok: 2 blobs" in workspace.run("--home", str(home), "verify").out
