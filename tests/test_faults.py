@@ -182,12 +182,24 @@ def small_disk() -> Iterator[Callable[[Path, int], SmallDisk]]:
         disk.close()
 
 
-def test_without_namespaces_the_tests_skip_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where util-linux is missing the probe names it, rather than failing."""
-    monkeypatch.setenv("PATH", "/nonexistent")
+def test_without_namespaces_the_tests_skip_saying_why(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """Where util-linux is missing, or the kernel refuses a namespace (a container
+    without CAP_SYS_ADMIN), the probe says so rather than failing."""
     _namespaces.cache_clear()
     try:
+        monkeypatch.setenv("PATH", str(tmp_path))
         assert _namespaces() == "needs unshare and nsenter (util-linux)"
+        _namespaces.cache_clear()
+        for tool in ("unshare", "nsenter"):  # as util-linux answers where unshare(2) is denied
+            (tmp_path / tool).write_text(
+                f"#!/bin/sh\necho '{tool}: unshare failed: Operation not permitted' >&2\nexit 1\n")
+            (tmp_path / tool).chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+        reason = _namespaces()
+        assert isinstance(reason, str) and reason.startswith("cannot mount a private tmpfs")
+        assert "unshare -rm + mount tmpfs failed: unshare: unshare failed: Operation not " \
+               "permitted" in reason and "unshare -m + mount" in reason
     finally:
         _namespaces.cache_clear()
 
@@ -312,6 +324,9 @@ def test_sync_on_a_full_disk_fails_cleanly_and_completes_once_there_is_room(
         check_store(store)
         no_temp_files(store / "tmp")
         assert not big.digests <= {sha256_file(p) for p in (store / layout.BLOBS).iterdir()}
+        # The big model's manifest may be stored (a verified document, as `ff lock`
+        # stores it), but no model folder is laid out for it until all its blobs are.
+        assert len(list((store / layout.VIEWS).iterdir())) == 1
         status = disk.ff("status", cwd=project, home=home).out
         assert "NOT SYNCED" in status.splitlines()[0] and big.name in status.splitlines()[0]
         _refused(disk.ff("path", big.module, cwd=project, home=home, expect=None), 1,
