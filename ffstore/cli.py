@@ -218,7 +218,7 @@ def import_(state: CliState, source: str, registry: str, key_name: str, version:
 def lock(state: CliState, upgrade: bool, upgrade_modules: tuple[str, ...],
          registry: str | None) -> None:
     """Resolve facefusion.toml into facefusion.lock."""
-    from ffstore.workflow import lock as do_lock
+    from ffstore.lock_changes import lock as do_lock
 
     context = state.context(registry=registry)
     result = do_lock(context, upgrade, frozenset(upgrade_modules))
@@ -263,16 +263,12 @@ def sync(state: CliState, locked: bool, jobs: int | None, registry: str | None) 
 def rollback(state: CliState, module: str | None, to_version: str | None,
              registry: str | None) -> None:
     """Return MODULE (or the whole lock) to its previous version, and hold it."""
-    from ffstore.workflow import rollback as do_rollback
+    from ffstore.lock_changes import rollback as do_rollback
 
-    context = state.context(registry=registry)
-    before = context.require_lock()
-    after = do_rollback(context, module, to_version)
-    for name, entry in sorted(after.modules.items()):
-        old = before.modules.get(name)
-        if old is None or old.manifest != entry.manifest:
-            old_version = old.version if old else "(none)"
-            state.say(f"{name}: {entry.model} {old_version} -> {entry.version} (held)")
+    result = do_rollback(state.context(registry=registry), module, to_version)
+    for change in result.changes:
+        state.say(f"{change.module}: {change.model} {change.from_version or '(none)'} -> "
+                  f"{change.to_version} (held)")
 
 
 @cli.command()
@@ -318,7 +314,7 @@ def gc(state: CliState, keep: int | None, dry_run: bool) -> None:
 @pass_state
 def path(state: CliState, module: str) -> None:
     """Print the verified file path of a locked module."""
-    from ffstore.workflow import model_path
+    from ffstore.status import model_path
 
     click.echo(model_path(state.context(), module))
 
@@ -327,7 +323,7 @@ def path(state: CliState, module: str) -> None:
 @pass_state
 def status(state: CliState) -> None:
     """Show what is locked, synced and held, and the disk it takes."""
-    from ffstore.workflow import status as do_status
+    from ffstore.status import status as do_status
 
     context = state.context()
     report = do_status(context)
@@ -346,11 +342,11 @@ def status(state: CliState) -> None:
 @pass_state
 def verify(state: CliState, repair: bool) -> None:
     """Re-hash the whole store and re-check manifest signatures."""
+    from ffstore.integrity import check_store
     from ffstore.sync import sync as do_sync
-    from ffstore.verify import verify as do_verify
 
     context = state.context(need_project=False)
-    report = do_verify(context.store)
+    report = check_store(context.store, context.local_registry_dirs())
     for problem in report.problems:
         click.echo(f"problem: {problem}", err=True)
     if repair and context.project_root is not None:

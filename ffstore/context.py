@@ -13,7 +13,7 @@ from typing import Any
 from ffstore import settings as settings_mod
 from ffstore.catalog import Catalog
 from ffstore.errors import InputError
-from ffstore.generations import History
+from ffstore.history import History
 from ffstore.lockfile import Lock, read_lock
 from ffstore.project import (
     Project,
@@ -61,26 +61,43 @@ class Context:
             raise InputError(f"{self.project.lock_path} does not exist; run `ff lock` first")
         return lock
 
+    def _registry_config(self, registry_name: str) -> RegistryConfig:
+        from ffstore.registry import is_url
+
+        config = self.project.registries.get(registry_name)
+        override = self.settings["registry"]
+        if registry_name == "default" and override.source != "default":
+            # A directory given on the command line or in FF_REGISTRY is relative to
+            # where the user is, not to the project.
+            location = override.value if is_url(override.value) else str(
+                Path(override.value).resolve())
+            check_location(location, f"registry from {override.source}")
+            config = RegistryConfig("default", location)
+        if config is None:
+            raise InputError(f"registry {registry_name!r} is not in [registries] of "
+                             "facefusion.toml")
+        return config
+
+    def local_registry_dirs(self) -> list[Path]:
+        """The project's registries that are directories (none outside a project):
+        the store may hard-link their blobs, so their damage is the store's too."""
+        from ffstore.registry import is_url
+
+        if self.project_root is None or not (self.project_root / "facefusion.toml").is_file():
+            return []
+        configs = [self._registry_config(name) for name in self.project.registries]
+        return [(self.project.root / config.location).resolve() for config in configs
+                if not is_url(config.location)]
+
     def catalog(self, registry_name: str) -> Catalog:
         with self._catalog_lock:  # sync verifies manifests from several threads
             return self._catalog(registry_name)
 
     def _catalog(self, registry_name: str) -> Catalog:
         if registry_name not in self._catalogs:
-            from ffstore.registry import TransferOptions, is_url, open_registry
+            from ffstore.registry import TransferOptions, open_registry
 
-            config = self.project.registries.get(registry_name)
-            override = self.settings["registry"]
-            if registry_name == "default" and override.source != "default":
-                # A directory given on the command line or in FF_REGISTRY is relative to
-                # where the user is, not to the project.
-                location = override.value if is_url(override.value) else str(
-                    Path(override.value).resolve())
-                check_location(location, f"registry from {override.source}")
-                config = RegistryConfig("default", location)
-            if config is None:
-                raise InputError(f"registry {registry_name!r} is not in [registries] of "
-                                 "facefusion.toml")
+            config = self._registry_config(registry_name)
             options = TransferOptions(self.setting("http_timeout"), self.setting("http_retries"),
                                       self.store.partial_dir,
                                       **({"notify": self.notify} if self.notify else {}))

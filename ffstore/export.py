@@ -31,7 +31,7 @@ from ffstore.context import Context
 from ffstore.digests import check_digest, digest_file
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.facefusion import DEEP_SWAPPER_SUFFIX, MODELS_DIR, crc32_handle, hash_name
-from ffstore.generations import History
+from ffstore.history import History
 from ffstore.lockfile import LockedModule
 from ffstore.manifest import FileEntry, check_relative_path
 from ffstore.progress import Transfer

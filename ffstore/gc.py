@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ffstore.errors import FFError, InputError
 from ffstore.export import exported_digests
-from ffstore.generations import registered_projects
+from ffstore.history import registered_projects
 from ffstore.lockfile import Lock, read_lock
 from ffstore.project import LOCK_NAME
 from ffstore.store import Store

@@ -51,14 +51,14 @@ class Index:
     models: dict[str, dict[str, VersionEntry]] = field(default_factory=dict)
     rotations: list[dict[str, str]] = field(default_factory=list)
     signatures: dict[str, str] = field(default_factory=dict)
-    registry: str = ""
-    """The registry's identity (spec 2); empty for a spec 1 index."""
+    registry_id: str = ""
+    """The registry's identity (spec 2, the `registry` field); empty for a spec 1 index."""
 
     def signed_part(self) -> dict[str, Any]:
-        identity = {"registry": self.registry} if self.registry else {}
+        identity = {"registry": self.registry_id} if self.registry_id else {}
         return {
             "type": INDEX_TYPE,
-            "spec": SPEC if self.registry else 1,
+            "spec": SPEC if self.registry_id else 1,
             **identity,
             "version": self.version,
             "expires": self.expires,
@@ -88,7 +88,8 @@ class Index:
     def rotation_message(self, new_key_id: str) -> bytes:
         """What a rotation record's old key signs: the new key, for this registry
         (spec 1, which has no identity: the new key alone)."""
-        return f"{self.registry}/{new_key_id}".encode() if self.registry else new_key_id.encode()
+        return (f"{self.registry_id}/{new_key_id}".encode() if self.registry_id
+                else new_key_id.encode())
 
 
 def expiry_from_now(days: int) -> str:
@@ -117,10 +118,11 @@ def parse_index(data: bytes, where: str) -> Index:
         version = signed.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise ValueError(f"{where} has an invalid version number")
-        registry = signed.get("registry", "") if signed["spec"] >= 2 else ""
-        if signed["spec"] >= 2 and not (isinstance(registry, str) and REGISTRY_ID.match(registry)):
+        registry_id = signed.get("registry", "") if signed["spec"] >= 2 else ""
+        if signed["spec"] >= 2 and not (isinstance(registry_id, str) and REGISTRY_ID.match(registry_id)):
             raise ValueError(f"{where} has no valid registry identity")
-        index = Index(version=version, expires=str(signed.get("expires", "")), registry=registry)
+        index = Index(version=version, expires=str(signed.get("expires", "")),
+                      registry_id=registry_id)
         index.expires_at()
         models = signed.get("models")
         if not isinstance(models, dict):

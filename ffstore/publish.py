@@ -274,8 +274,8 @@ def _identify(index: Index) -> None:
     """Give a registry its identity (index spec 2) unless it has one. A spec 1
     index that already lists rotations keeps spec 1: its records were signed
     without an identity and would no longer verify."""
-    if not index.registry and not index.rotations:
-        index.registry = new_registry_id()
+    if not index.registry_id and not index.rotations:
+        index.registry_id = new_registry_id()
 
 
 def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days: int,

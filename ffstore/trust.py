@@ -174,15 +174,15 @@ class RegistryTrust:
         identity (spec 2), else by where the bytes really come from, not by the
         toml's spelling: two projects saying "models/registry" differ."""
         index = parse_index(data, self._where)
-        memory = self._store.registry_memory(location, index.registry, spelling)
-        if memory.identity and index.registry != memory.identity:
+        memory = self._store.registry_memory(location, index.registry_id, spelling)
+        if memory.identity and index.registry_id != memory.identity:
             raise VerificationError(
-                f"{self._where} identifies as registry {index.registry or '(none: spec 1)'}, but "
+                f"{self._where} identifies as registry {index.registry_id or '(none: spec 1)'}, but "
                 f"this location served registry {memory.identity} before: another registry, or an "
                 "old index replayed; refusing it")
         keys = check_index(index, self.trusted, self._where, min_version=memory.version,
                            retired=memory.retired)
-        self._store.remember_registry(location, index.registry, index.version,
+        self._store.remember_registry(location, index.registry_id, index.version,
                                       handed_over(index, self.trusted) | memory.retired)
         return index, keys
 

@@ -468,7 +468,7 @@ def test_temp_files_of_killed_writers_are_swept_at_once(workspace: Workspace) ->
 
 def test_a_corrupt_local_registry_blob_is_repaired_as_the_error_says(locked: Workspace) -> None:
     """The store hard-links a read-only local registry's blobs, so both share one
-    file's damage: verify says so, publishing the same bytes again replaces the
+    file's damage: verify says so and names the registry's copy, publishing the same bytes again replaces the
     registry's copy, and verify --repair fetches a good copy into the store."""
     digest = "sha256:" + hashlib.sha256(ULFD["slim-320"].read_bytes()).hexdigest()
     registry_blob = locked.registry / layout.blob(digest)
@@ -476,6 +476,7 @@ def test_a_corrupt_local_registry_blob_is_repaired_as_the_error_says(locked: Wor
     _tamper(registry_blob)
     result = locked.run("verify", expect=1)
     assert "hard-linked elsewhere too" in result.err
+    assert f"{registry_blob.resolve()} (the local registry it was linked from)" in result.err
     republished = locked.publish(ULFD["slim-320"], "ulfd", "1.0.0")
     assert "0 B added" not in republished.out
     assert hashlib.sha256(registry_blob.read_bytes()).hexdigest() == digest.split(":")[1]

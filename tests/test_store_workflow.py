@@ -260,3 +260,20 @@ def test_several_models_of_one_module(workspace: Workspace) -> None:
     workspace.write_toml({"face_detector": ("yunet", ">=2026")})
     workspace.run("lock")
     assert _lock(workspace)["lock-version"] == 1
+
+
+def test_rollback_returns_what_it_changed(workspace: Workspace) -> None:
+    """The library verb answers with the lock it wrote and each module it moved, so a
+    program (or the CLI) reports a rollback without diffing locks itself."""
+    from ffstore.context import open_context
+    from ffstore.lock_changes import ModuleChange, rollback
+
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    context = open_context(workspace.project, {"home": str(workspace.home)})
+    result = rollback(context, "face_detector")
+    assert result.changes == [ModuleChange("face_detector", "ulfd", "1.1.0", "1.0.0")]
+    assert result.lock.modules["face_detector"].version == "1.0.0"
+    assert result.lock.holds["face_detector"].rolled_back_from == "1.1.0"

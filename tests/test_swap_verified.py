@@ -351,7 +351,7 @@ def test_io_contract_mismatch_is_refused_before_a_session(
 ) -> None:
     # A lock made where ff swap's check was not installed (or by hand): the runtime
     # still refuses the model before it builds a session.
-    monkeypatch.setattr("ffstore.workflow.check_models", lambda models, complete: [])
+    monkeypatch.setattr("ffstore.lock_changes.check_models", lambda models, complete: [])
     workspace = published.project(tmp_path / "project",
                                   {**MODULES, "face_swapper": ("wrong_inswapper", ">=1")})
     with pytest.raises(ContractError) as raised:

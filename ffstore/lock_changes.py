@@ -1,6 +1,8 @@
-"""The lock workflow verbs (lock, rollback, status, path), as a library API that the
-CLI and other programs call. Each one fetches what it needs before it rewrites the
-lock, so a failure leaves facefusion.lock and the history as they were."""
+"""The verbs that change facefusion.lock (`ff lock`, `ff rollback`), as a library API
+that the CLI and other programs call. Each one fetches what it needs before it
+rewrites the lock, so a failure leaves facefusion.lock and the history as they were.
+Resolving a toml into pins is ffstore/resolver.py; this module records, guards and
+commits the result."""
 
 import contextlib
 from collections.abc import Iterator
@@ -11,11 +13,11 @@ from ffstore import __version__, fsutil
 from ffstore.consumers import ModelInfo, check_models
 from ffstore.context import Context
 from ffstore.errors import FFError, InputError
-from ffstore.generations import Generation
+from ffstore.history import Generation
 from ffstore.lockfile import Hold, Lock, LockedModule, write_lock
 from ffstore.manifest import normalize_version
 from ffstore.resolver import pin, resolve
-from ffstore.sync import check_fresh, sync_modules, verified_manifest
+from ffstore.sync import sync_modules
 
 
 @contextlib.contextmanager
@@ -29,6 +31,33 @@ def _baseline(context: Context, lock: Lock) -> Generation:
     """Record the current lock if history does not know it yet (a fresh clone, or a
     lock changed by `git pull`), so a rollback can always return to it."""
     return context.history.record(lock, "lock found on disk", only_if_changed=True)
+
+
+@dataclass(frozen=True)
+class ModuleChange:
+    module: str
+    model: str
+    from_version: str | None
+    """None: the module was not locked before."""
+    to_version: str
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    lock: Lock
+    """The lock as written."""
+    changes: list[ModuleChange]
+    """Each module the rollback moved (and now holds), in module order."""
+
+
+def _changes(before: Lock, after: Lock) -> list[ModuleChange]:
+    changes = []
+    for name, entry in sorted(after.modules.items()):
+        old = before.modules.get(name)
+        if old is None or old.manifest != entry.manifest:
+            changes.append(ModuleChange(name, entry.model, old.version if old else None,
+                                        entry.version))
+    return changes
 
 
 @dataclass(frozen=True)
@@ -104,7 +133,8 @@ def _check_allowed(context: Context, target: LockedModule) -> None:
     check_runnable(context, [target], complete=False)
 
 
-def rollback(context: Context, module: str | None = None, to_version: str | None = None) -> Lock:
+def rollback(context: Context, module: str | None = None,
+             to_version: str | None = None) -> RollbackResult:
     """Return one module (or, with no module, the whole lock) to where it was in the
     previous generation, or `module` to `to_version`. Adds a hold per changed module
     so `ff lock --upgrade` does not bring the rolled-back version straight back."""
@@ -115,7 +145,8 @@ def rollback(context: Context, module: str | None = None, to_version: str | None
         if module is None:
             if to_version is not None:
                 raise InputError("--to needs a module: ff rollback MODULE --to VERSION")
-            return _rollback_all(context, lock, current, generations)
+            new = _rollback_all(context, lock, current, generations)
+            return RollbackResult(new, _changes(lock, new))
         entry = lock.module(module)
         module = entry.name
         origin: int | None = None
@@ -139,7 +170,7 @@ def rollback(context: Context, module: str | None = None, to_version: str | None
         new = replace(lock.with_module(target), holds=holds)
         _commit(context, new, [target], f"rollback {module} {entry.version} -> {target.version}",
                 module_origins=None if origin is None else {module: origin})
-        return new
+        return RollbackResult(new, _changes(lock, new))
 
 
 def _commit(context: Context, new: Lock, entries: list[LockedModule], reason: str,
@@ -172,46 +203,3 @@ def _rollback_all(context: Context, lock: Lock, current: Generation,
             f"rollback to generation {target_generation.number}",
             origin=target_generation.origin, module_origins=dict(target_generation.module_origins))
     return new
-
-
-@dataclass(frozen=True)
-class ModuleStatus:
-    module: str
-    model: str
-    version: str
-    synced: bool
-    hold: Hold | None
-    size: int
-
-
-@dataclass(frozen=True)
-class Status:
-    modules: list[ModuleStatus]
-    fresh: bool
-    store_bytes: int
-
-
-def status(context: Context) -> Status:
-    lock = context.require_lock()
-    blobs = context.store.blobs
-    rows = []
-    for name, entry in sorted(lock.modules.items()):
-        synced = context.store.has_manifest(entry.manifest) and all(
-            blobs.has(f.digest, f.size) for f in entry.files)
-        rows.append(ModuleStatus(name, entry.model, entry.version, synced, lock.holds.get(name),
-                                 sum(f.size for f in entry.files)))
-    store_bytes = sum(blobs.size(d) for d in blobs.digests())
-    return Status(rows, check_fresh(context, lock), store_bytes)
-
-
-def model_path(context: Context, module: str) -> str:
-    """The path of a locked module's main file, after checking every one of its
-    files against the lock (re-hashed), so a script never loads a tampered model."""
-    entry = context.require_lock().module(module)
-    manifest = verified_manifest(context, entry)
-    for file in manifest.files:
-        if not context.store.blobs.has(file.digest, file.size):
-            raise FFError(f"{entry.name} ({entry.model} {entry.version}) is not synced; run "
-                          "`ff sync`")
-        context.store.blobs.check_stored(file.digest)
-    return str(context.store.view(manifest) / manifest.main_file.path)
