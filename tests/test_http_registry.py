@@ -387,6 +387,78 @@ def test_unreachable_registry_says_so(workspace: Workspace, monkeypatch: pytest.
     assert "gave up" not in result.err and time.monotonic() - started < 1
 
 
+def test_a_host_that_never_accepts_fails_at_the_connect_timeout(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listener whose accept queue is full drops new connections' SYNs, as a
+    firewalled or dead host does: ff fails at the short connect timeout, once, not
+    after http_timeout times the retries."""
+    from ffstore.registry.http import CONNECT_TIMEOUT
+
+    monkeypatch.setenv("FF_HTTP_TIMEOUT", "30")
+    monkeypatch.setenv("FF_HTTP_RETRIES", "4")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = []
+        for _ in range(4):  # fill the accept queue (Linux keeps backlog + 1)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        time.sleep(0.2)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=url)
+        started = time.monotonic()
+        result = workspace.run("lock", expect=1)
+        elapsed = time.monotonic() - started
+        for filler in fillers:
+            filler.close()
+    assert f"no connection within {CONNECT_TIMEOUT:g} s" in result.err, result.err
+    assert "gave up" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert elapsed < CONNECT_TIMEOUT * 2
+
+
+def test_a_server_that_accepts_but_never_answers_is_retried_aloud_then_refused(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hung server is worth a retry (it may come back), and someone watching is told
+    what ff waits for at each retry; then one bounded error."""
+    monkeypatch.setenv("FF_HTTP_TIMEOUT", "0.5")
+    monkeypatch.setenv("FF_HTTP_RETRIES", "3")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    held: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        stop = threading.Event()
+
+        def accept_and_hold() -> None:
+            listener.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    held.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept_and_hold, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        workspace.write_toml({"face_detector": ("ulfd", ">=1")}, registry=url)
+        started = time.monotonic()
+        result = workspace.run("lock", expect=1)
+        elapsed = time.monotonic() - started
+        stop.set()
+        thread.join()
+    for connection in held:
+        connection.close()
+    lines = result.err.strip().splitlines()
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert len(notes) == 2 and all("timed out: no data for 0.5 s (setting http_timeout); retrying in" in n
+                                   for n in notes), result.err
+    assert "(attempt 2 of 3)" in notes[0] and "(attempt 3 of 3)" in notes[1]
+    assert lines[-1].startswith(f"error: cannot read {url}index.json: timed out")
+    assert "gave up after 3 attempts" in lines[-1] and elapsed < 10
+
+
 def test_local_registry_commands_never_import_httpx(workspace: Workspace) -> None:
     workspace.publish(MODEL, "ulfd", "1.0.0")
     workspace.write_toml({"face_detector": ("ulfd", ">=1")})
