@@ -328,7 +328,8 @@ def status(state: CliState) -> None:
     context = state.context()
     report = do_status(context)
     for row in report.modules:
-        held = f"  held (rolled back from {row.hold.rolled_back_from})" if row.hold else ""
+        why = f"; {row.hold.reason}" if row.hold and row.hold.reason else ""
+        held = f"  held (rolled back from {row.hold.rolled_back_from}{why})" if row.hold else ""
         synced = "synced" if row.synced else "NOT SYNCED"
         click.echo(f"{row.module:<18} {row.model:<24} {row.version:<12} {synced:<10} "
                    f"{format_size(row.size):>10}{held}")

@@ -133,11 +133,35 @@ def _check_allowed(context: Context, target: LockedModule) -> None:
     check_runnable(context, [target], complete=False)
 
 
-def rollback(context: Context, module: str | None = None,
-             to_version: str | None = None) -> RollbackResult:
+def _previous(context: Context, generations: list[Generation], current: Generation,
+              entry: LockedModule) -> tuple[LockedModule, int]:
+    """The entry a rollback of `entry`'s module returns to, and the generation it is
+    from: its last different version in this machine's history, else (a fresh
+    clone) the newest earlier release, placed before the current entry's origin so
+    a further rollback steps back again instead of returning here."""
+    found = _previous_entry(generations, current, entry.name, entry)
+    if found is not None:
+        return found
+    return _previous_release(context, entry), current.module_origins.get(entry.name,
+                                                                          current.number)
+
+
+def previous_version(context: Context, module: str) -> LockedModule:
+    """What `ff rollback MODULE` would return MODULE to, without rolling back: the
+    version ff compare measures against and a guarded run falls back to."""
+    with _project_lock(context):
+        lock = context.require_lock()
+        current = _baseline(context, lock)
+        return _previous(context, context.history.generations(), current, lock.module(module))[0]
+
+
+def rollback(context: Context, module: str | None = None, to_version: str | None = None, *,
+             by: str = "", reason: str = "") -> RollbackResult:
     """Return one module (or, with no module, the whole lock) to where it was in the
     previous generation, or `module` to `to_version`. Adds a hold per changed module
-    so `ff lock --upgrade` does not bring the rolled-back version straight back."""
+    so `ff lock --upgrade` does not bring the rolled-back version straight back.
+    `by` and `reason` say who rolled a module back and why (a guarded run: "guard",
+    what tripped it); both go into the history and the hold, so the team sees them."""
     with _project_lock(context):
         lock = context.require_lock()
         current = _baseline(context, lock)
@@ -154,21 +178,18 @@ def rollback(context: Context, module: str | None = None,
             spec = context.project.module(module)
             target = pin(context.catalog(spec.registry), spec, normalize_version(to_version))
         else:
-            found = _previous_entry(generations, current, module, entry)
-            if found is None:
-                # Not from history: place it before the current entry's origin so a
-                # further rollback steps back again instead of returning here.
-                target = _previous_release(context, entry)
-                origin = current.module_origins.get(module, current.number)
-            else:
-                target, origin = found
+            target, origin = _previous(context, generations, current, entry)
         if target.manifest == entry.manifest:
             raise InputError(f"{module} is already at {target.model} {target.version}")
         _check_allowed(context, target)
         holds = dict(lock.holds)
-        holds[module] = Hold(target.version, entry.version)
+        said = f"{by} rollback" if by else "rollback"
+        holds[module] = Hold(target.version, entry.version,
+                             f"{said}: {reason}" if reason else "")
         new = replace(lock.with_module(target), holds=holds)
-        _commit(context, new, [target], f"rollback {module} {entry.version} -> {target.version}",
+        _commit(context, new, [target],
+                f"{said} {module} {entry.version} -> {target.version}"
+                + (f" ({reason})" if reason else ""),
                 module_origins=None if origin is None else {module: origin})
         return RollbackResult(new, _changes(lock, new))
 

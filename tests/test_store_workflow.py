@@ -277,3 +277,27 @@ def test_rollback_returns_what_it_changed(workspace: Workspace) -> None:
     assert result.changes == [ModuleChange("face_detector", "ulfd", "1.1.0", "1.0.0")]
     assert result.lock.modules["face_detector"].version == "1.0.0"
     assert result.lock.holds["face_detector"].rolled_back_from == "1.1.0"
+
+
+def test_previous_version_and_a_rollback_with_a_reason(workspace: Workspace) -> None:
+    """What ff compare and guarded runs build on: the version `ff rollback` would
+    pick, asked without rolling back, and a rollback that says who did it and why in
+    the history, the hold (so the lock carries it) and `ff status`."""
+    from ffstore.context import open_context
+    from ffstore.lock_changes import previous_version, rollback
+    from ffstore.lockfile import read_lock
+
+    workspace.publish(ULFD["slim-320"], "ulfd", "1.0.0")
+    workspace.publish(ULFD["RFB-320"], "ulfd", "1.1.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1")})
+    workspace.run("lock")
+    context = open_context(workspace.project, {"home": str(workspace.home)})
+    before = workspace.lock_text
+    assert previous_version(context, "face_detector").version == "1.0.0"
+    assert workspace.lock_text == before
+    rollback(context, "face_detector", by="guard", reason="non-finite output on 3 of 8 frames")
+    hold = read_lock(workspace.project / "facefusion.lock").holds["face_detector"]
+    assert hold.reason == "guard rollback: non-finite output on 3 of 8 frames"
+    assert ("guard rollback face_detector 1.1.0 -> 1.0.0 (non-finite output on 3 of 8 frames)"
+            in workspace.run("history").out)
+    assert "rolled back from 1.1.0; guard rollback: non-finite" in workspace.run("status").out
