@@ -1,0 +1,85 @@
+"""How good a swapped face is, as numbers: shared by `ff compare` (two versions side
+by side) and guarded runs (one version against the previous one, as it runs).
+
+Image similarity comes from scikit-image (the field's reference implementations of
+PSNR and SSIM); identity is the cosine of the locked recogniser's embeddings, as
+FaceFusion compares faces; whether a face survived the swap is the locked detector
+finding it again, with its five landmarks' displacement in units of the face's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffswap.face import Face, unit
+from ffswap.pipeline import Detector, Recognizer
+
+
+def psnr(reference: np.ndarray, image: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images; inf when identical."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    if np.array_equal(reference, image):
+        return math.inf
+    return float(peak_signal_noise_ratio(reference, image, data_range=255))
+
+
+def ssim(reference: np.ndarray, image: np.ndarray) -> float:
+    """Structural similarity (1 = identical) of two uint8 BGR images, over channels."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(reference, image, channel_axis=2, data_range=255))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two embeddings (FaceFusion's face distance is 1 - this)."""
+    return float(np.dot(unit(a.ravel()), unit(b.ravel())))
+
+
+def identity(recognizer: Recognizer, image: np.ndarray, face: Face,
+             reference: np.ndarray) -> float:
+    """How much the face at `face` in `image` looks like the `reference` embedding."""
+    return cosine(recognizer.embed(image, face), reference)
+
+
+def face_size(face: Face) -> float:
+    """The scale landmark displacement is measured in: the box's diagonal."""
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    return max(math.hypot(x2 - x1, y2 - y1), 1.0)
+
+
+@dataclass(frozen=True)
+class Refound:
+    """The detector's view of a face after the swap: found again (its box overlaps
+    the original's), and how far its five landmarks moved, in face sizes."""
+
+    found: bool
+    displacement: float  # mean over the five points; inf when not found
+
+
+def refind(detector: Detector, image: np.ndarray, face: Face,
+           min_overlap: float = 0.3) -> Refound:
+    """Detect faces in the swapped `image` and match the one where `face` was."""
+    best, best_overlap = None, min_overlap
+    for candidate in detector.detect(image):
+        overlap = box_iou(face.box, candidate.box)
+        if overlap >= best_overlap:
+            best, best_overlap = candidate, overlap
+    if best is None:
+        return Refound(False, math.inf)
+    moved = np.linalg.norm(best.landmarks - face.landmarks, axis=1).mean()
+    return Refound(True, float(moved) / face_size(face))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = float(width * height)
+    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
+    return inter / union if union > 0 else 0.0
