@@ -58,6 +58,17 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _module_versions(value: Any) -> dict[str, str]:
+    """`MODULE=VERSION` pairs, comma-separated (repeated flags arrive joined)."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in str(value).split(","))):
+        module, equals, version = item.partition("=")
+        if not equals or not module.strip() or not version.strip():
+            raise ValueError(f"{item!r} is not MODULE=VERSION (e.g. face_swapper=1.0.0)")
+        pairs[module.strip()] = version.strip()
+    return pairs
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -86,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
             "attempts per HTTP request before giving up"),
     Setting("offline", "FF_OFFLINE", _boolean, lambda: False, True,
             "`ff swap` uses only what is in the store (missing models: run ff sync)"),
+    Setting("use", "FF_USE", _module_versions, dict, False,
+            "per-run versions for `ff swap` (MODULE=VERSION,...); facefusion.lock is not touched"),
     Setting("index_expiry_days", "FF_INDEX_EXPIRY_DAYS", _upto(36500), lambda: 365, True,
             "how long an index signed by `ff publish` stays valid"),
 )

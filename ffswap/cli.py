@@ -4,13 +4,16 @@
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from ffstore.cli import CliState, pass_state
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.lockfile import Lock
+
+if TYPE_CHECKING:  # the inference stack loads only when a swap runs
+    from ffswap.runtime import ActiveModel
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -69,6 +72,28 @@ def _entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]:
     return used, unused
 
 
+def _ran(model: "ActiveModel", lock: Lock) -> str:
+    """One model of the run; a version other than the locked one says so."""
+    text = f"{model.name} {model.model} {model.version}"
+    locked = lock.modules.get(model.name)
+    if locked is not None and locked.version != model.version:
+        text += f" (--use; facefusion.lock has {locked.version})"
+    return text
+
+
+def _versions(lock: Lock, used: list[str], use: dict[str, str]) -> dict[str, str | None]:
+    """The version to run per used entry: the locked one (None), or the one `--use`
+    names for this run."""
+    versions: dict[str, str | None] = dict.fromkeys(used)
+    for module, version in use.items():
+        name = lock.module(module).name
+        if name not in versions:
+            raise InputError(f"--use {module}={version}: ff swap does not run {name} in this run "
+                             "(--no-enhance, or a module it leaves to FaceFusion)")
+        versions[name] = version
+    return versions
+
+
 @click.command()
 @click.option("--source", required=True, type=click.Path(dir_okay=False),
               help="Image with the face to put in.")
@@ -83,10 +108,13 @@ def _entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]:
 @click.option("--no-enhance", is_flag=True, help="Skip the face_enhancer even if locked.")
 @click.option("--offline", is_flag=True, default=None,
               help="Use only models already in the store (setting offline).")
+@click.option("--use", "use", multiple=True, metavar="MODULE=VERSION",
+              help="Run MODULE at VERSION this time, if it is signed by a trusted key and "
+                   "compatible; facefusion.lock is not touched. Repeatable (setting use).")
 @pass_state
 def swap(state: CliState, source: str, target: str, output: str,
          execution_provider: str | None, execution_threads: int | None, no_enhance: bool,
-         offline: bool | None) -> None:
+         offline: bool | None, use: tuple[str, ...]) -> None:
     """Swap the face in SOURCE onto every face in TARGET, with the locked models."""
     from ffstore.progress import for_terminal, format_size
     from ffswap.errors import SwapError
@@ -95,17 +123,19 @@ def swap(state: CliState, source: str, target: str, output: str,
     from ffswap.runtime import Runtime
 
     context = state.context(execution_provider=execution_provider,
-                            execution_threads=execution_threads, offline=offline or None)
+                            execution_threads=execution_threads, offline=offline or None,
+                            use=",".join(use) or None)
     lock = context.require_lock()
     used, unused = _entries(lock, no_enhance)
+    versions = _versions(lock, used, context.setting("use"))
     if unused:
         state.note(f"ff swap does not use {', '.join(unused)} (locked for FaceFusion: ff export)")
     quiet = state.quiet
     try:
         with for_terminal(quiet, format_size) as fetching:
             models = LockedModels(context, offline=context.setting("offline"), progress=fetching)
-            models.fetch(used)
-        with Runtime(models, dict.fromkeys(used),
+            models.fetch(name for name, version in versions.items() if version is None)
+        with Runtime(models, versions,
                      execution_provider=context.setting("execution_provider")) as runtime:
             face = read_image(source)
             if Path(target).suffix.lower() in VIDEO_SUFFIXES:
@@ -127,7 +157,6 @@ def swap(state: CliState, source: str, target: str, output: str,
                 summary = "1 image"
             if not quiet:
                 click.echo(f"wrote {output} ({summary}; {runtime.provider})")
-                click.echo("ran " + ", ".join(f"{m.name} {m.model} {m.version}"
-                                              for m in runtime.active.values()))
+                click.echo("ran " + ", ".join(_ran(model, lock) for model in runtime.active.values()))
     except SwapError as exc:
         raise _as_ff_error(exc) from None

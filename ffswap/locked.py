@@ -48,9 +48,12 @@ class LockedModels:
         self._fetch([lock.module(name) for name in names])
 
     def _entry(self, module: str, version: str | None) -> LockedModule:
-        """The locked entry, or for another version one this project has locked
-        before (its history) or its registry holds: "switch to what `ff rollback`
-        would give", without rewriting the lock."""
+        """The locked entry, or for another version of the same model one this
+        project has locked before (its history) or its registry holds: a hot switch,
+        `ff swap --use`, `ff compare`, without rewriting the lock. The toml's range
+        does not bind it (trying a version before widening the range is the point);
+        what keeps it safe is the same as for a lock: a trusted signature, checked
+        when it is pinned and again on load, `requires.ff`, and the contract."""
         from ffstore.manifest import normalize_version, same_version
 
         locked = self._context.require_lock().module(module)
@@ -63,9 +66,9 @@ class LockedModels:
                     entry.version, version):
                 return entry
         spec = self._context.project.module(locked.name)
-        if spec.model != locked.model or not spec.allows(version):
-            raise InputError(f"{locked.name} {locked.model} {version} is outside '{spec.version}' "
-                             "in facefusion.toml")
+        if spec.model != locked.model:
+            raise InputError(f"facefusion.lock pins {locked.model} for {locked.name} but "
+                             f"facefusion.toml asks for {spec.model}; run `ff lock`")
         return pin(self._context.catalog(spec.registry), spec, version)
 
     def load(self, module: str, version: str | None = None, *,
