@@ -43,11 +43,11 @@ from typing import TypedDict
 
 from ffstore.onnxwire import LEN, VARINT, Malformed, WireReader, file_reader
 
-__all__ = ["DTYPE_NAMES", "OnnxIO", "TensorSpec", "read_io"]
+__all__ = ["DTYPE_NAMES", "OnnxIO", "TensorInfo", "read_io"]
 
 
-class TensorSpec(TypedDict):
-    """One graph input or output as recorded in the manifest.
+class TensorInfo(TypedDict):
+    """One graph input or output as the ONNX file declares it, recorded in the manifest.
 
     ``shape`` holds an ``int`` for a fixed dimension (``dim_value``), a ``str``
     for a symbolic one (``dim_param``, e.g. ``"batch"``) and ``None`` for a
@@ -69,8 +69,8 @@ class OnnxIO:
     ``"ai.onnx"``), or ``None`` when the model declares no such import.
     """
 
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
     opset: int | None
     ir_version: int
 
@@ -125,7 +125,7 @@ class _Value:
         self.elem_type = 0
         self.dims: list[int | str | None] = []
 
-    def spec(self) -> TensorSpec:
+    def info(self) -> TensorInfo:
         """Turn into the manifest's dict form."""
         if not self.is_tensor:
             return {"name": self.name, "shape": [], "dtype": "unknown"}
@@ -311,8 +311,8 @@ def _parse_model(r: WireReader) -> OnnxIO:
         raise Malformed("no ir_version (not an ONNX ModelProto)")
     if graph is None:
         raise Malformed("no graph (not an ONNX ModelProto)")
-    inputs = [v.spec() for v in graph.inputs if v.name not in graph.initializers]
-    outputs = [v.spec() for v in graph.outputs]
+    inputs = [v.info() for v in graph.inputs if v.name not in graph.initializers]
+    outputs = [v.info() for v in graph.outputs]
     return OnnxIO(inputs=inputs, outputs=outputs, opset=opset, ir_version=ir_version)
 
 
