@@ -52,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts bench/ on the path, not the repo: the stand-in models
+# are built by tests/standins.py.
+sys.path.insert(0, str(REPO))
 DATA = REPO / "tests" / "data"
 YUNET = DATA / "models" / "yunet" / "face_detection_yunet_2026may.onnx"
 ASTRONAUT = DATA / "images" / "astronaut.png"
@@ -250,7 +253,7 @@ def name_sessions(runtime: Any) -> None:
 
 def setup(workdir: Path, load_mib: int, switch_mib: int) -> dict[str, str]:
     """Publish the model set into a registry, lock two projects and sync one store."""
-    from ffswap import standins
+    from tests import standins
 
     home, registry = workdir / "home", workdir / "registry"
     files = workdir / "files"

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ffswap import providers, standins
+from ffswap import providers
 from ffswap.adapters.detector import UlfdDetector, YuNetDetector
 from ffswap.adapters.registry import select_adapter
 from ffswap.adapters.swapper import FaceSwapAdapter, read_emap
@@ -26,6 +26,7 @@ from ffswap.pipeline import FaceSwapper
 from ffswap.providers import CPU, make_session
 from ffswap.runtime import Runtime
 from ffswap.zoo import INSWAPPER_CONTRACT
+from tests import standins
 from tests.swap_fixtures import (
     ASTRONAUT,
     GRACE_HOPPER,

@@ -27,13 +27,13 @@ import pytest
 
 from ffstore.context import Context, open_context
 from ffstore.errors import InputError, VerificationError
-from ffswap import standins
 from ffswap.adapters.detector import YuNetDetector
 from ffswap.errors import ContractError
 from ffswap.locked import LockedModels
 from ffswap.media import read_image
 from ffswap.providers import make_session
 from ffswap.runtime import Runtime
+from tests import standins
 from tests.conftest import Result, Workspace, ff_runner
 from tests.swap_fixtures import (
     ASTRONAUT,

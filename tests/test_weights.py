@@ -14,8 +14,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ffswap import standins
 from ffswap.weights import InlineWeight, last_initializer, split_weights
+from tests import standins
 from tests.conftest import ONNX_FILES
 
 # --- last_initializer: inswapper's emap without onnx -------------------------------------
