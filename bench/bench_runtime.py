@@ -4,7 +4,7 @@ verified load), each figure against a reference measured in the same run.
   load     verified load of two >= 100 MiB models, a padded stand-in swapper (one big
            tensor) and a stack of 3x3 convolutions (many float32 weights, as a real
            network lays them out, which onnxruntime's optimiser then rewrites):
-           `LockedModels.load(deferred_check=True)` + `providers.make_checked_session`
+           `LockedModels.load(deferred_check=True)` + `sessions.make_checked_session`
            (the Runtime's path: sha256 runs while the session is built, the session is
            released only if it passes) against a plain `onnxruntime.InferenceSession(path)`
            on the same store file with the same SessionOptions (target <= 1.15x), plus
@@ -352,7 +352,7 @@ def load_one(env: dict[str, str], project: str, repeat: int) -> None:
     import onnxruntime as ort
 
     from ffswap.locked import LockedModels
-    from ffswap.providers import CPU, make_checked_session, make_session, session_options
+    from ffswap.sessions import CPU, make_checked_session, make_session, session_options
 
     ctx = context(Path(env[project]), Path(env["home"]))
     models = LockedModels(ctx)

@@ -25,12 +25,12 @@ import numpy as np
 from ffstore.fsutil import atomic_path
 from ffstore.modules import kind_of
 from ffswap import audio, zoo
-from ffswap.adapters.registry import make_adapter, profile_of
+from ffswap.adapters.factory import make_adapter, profile_of
 from ffswap.contracts import check_contract, session_io
 from ffswap.errors import ContractError, SwapError
-from ffswap.model_source import MODULES, REQUIRED_MODULES, ModelProvider
+from ffswap.model_source import MODULES, REQUIRED_MODULES, ModelSource
 from ffswap.pipeline import FaceSwapper
-from ffswap.providers import Preference, make_checked_session
+from ffswap.sessions import Preference, make_checked_session
 from ffswap.video import ProgressFn, VideoResult, process_video
 
 
@@ -76,7 +76,7 @@ class Runtime:
     """Holds one inference session per locked entry and runs swaps with the current ones.
 
     ``versions`` maps entries (a module kind, or an entry name such as
-    ``face_landmarker/2dfan4``) to versions (``None``: the provider's locked or
+    ``face_landmarker/2dfan4``) to versions (``None``: the source's locked or
     default version). A detector, a recogniser and a swapper are always loaded (by
     their kind, unless an entry of that kind is listed); landmarkers, embedding
     converters and the enhancer only when listed. Every model is checked against its
@@ -86,7 +86,7 @@ class Runtime:
 
     def __init__(
         self,
-        models: ModelProvider,
+        models: ModelSource,
         versions: Mapping[str, str | None] | None = None,
         *,
         execution_provider: Preference = "auto",
@@ -120,7 +120,7 @@ class Runtime:
         module = kind_of(name)
         loaded = self._models.load(name, version, deferred_check=True)
         if loaded.module != module:
-            raise ContractError(module, [f"provider returned a {loaded.module!r} model"])
+            raise ContractError(module, [f"the model source returned a {loaded.module!r} model"])
         # Refuse on the manifest's I/O first: cheap, and no session for a wrong model.
         profile = profile_of(module, loaded.model, loaded.file, loaded.inputs, loaded.outputs)
         session, used = make_checked_session(loaded, self._preference, self._threads)
