@@ -57,9 +57,9 @@ _PIPELINE_ROLES = {zoo.DETECTOR: "detector", zoo.RECOGNIZER: "recognizer", zoo.S
 FRAME_WORKERS = 3
 """Video frames in work at once by default (FaceFusion's execution threads). One
 frame's alignment, warps and paste-back then run while another's is inside a model,
-so a GPU (or idle cores) need not wait for them: on 2 busy CPU cores the wall time
-with no model running fell from about a third to an eighth, at about the same frame
-rate (bench/RESULTS.md); more workers only contend for the same cores."""
+so a GPU (or idle cores) need not wait for them: even on 2 busy CPU cores much less
+of the wall time passes with no model running, at about the same frame rate
+(bench/RESULTS.md, "Frame workers"); more workers only contend for the same cores."""
 
 
 def _return_freed_memory() -> None:
