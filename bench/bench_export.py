@@ -43,7 +43,10 @@ from ffstore.export import Crc32Reader, ExportReport, export_facefusion
 from ffstore.progress import Transfer
 from ffstore.publish import publish
 from ffstore.signing import SigningKey, generate_key
-from ffswap import standins
+
+# Run as a script, Python puts bench/ on the path, not the repo: the stand-in models
+# are built by tests/standins.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODELS = 4
 
@@ -53,9 +56,11 @@ MODELS = 4
 
 def write_models(directory: Path, size: int, first: int) -> list[Path]:
     """MODELS distinct ONNX swapper stand-ins of exactly `size` bytes: one built by
-    ffswap.standins (padded to the size), the others the same graph with their
+    tests/standins.py (padded to the size), the others the same graph with their
     number stamped into the middle of the padding (a valid model with its own
     digest; building each afresh takes ~15 s at 256 MiB)."""
+    from tests import standins
+
     data = bytearray(standins.face_swapper(0, size=size))
     paths = []
     for number in range(first, first + MODELS):

@@ -4,7 +4,7 @@ verified load), each figure against a reference measured in the same run.
   load     verified load of two >= 100 MiB models, a padded stand-in swapper (one big
            tensor) and a stack of 3x3 convolutions (many float32 weights, as a real
            network lays them out, which onnxruntime's optimiser then rewrites):
-           `LockedModels.load(deferred_check=True)` + `providers.make_checked_session`
+           `LockedModels.load(deferred_check=True)` + `sessions.make_checked_session`
            (the Runtime's path: sha256 runs while the session is built, the session is
            released only if it passes) against a plain `onnxruntime.InferenceSession(path)`
            on the same store file with the same SessionOptions (target <= 1.15x), plus
@@ -52,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts bench/ on the path, not the repo: the stand-in models
+# are built by tests/standins.py.
+sys.path.insert(0, str(REPO))
 DATA = REPO / "tests" / "data"
 YUNET = DATA / "models" / "yunet" / "face_detection_yunet_2026may.onnx"
 ASTRONAUT = DATA / "images" / "astronaut.png"
@@ -250,7 +253,7 @@ def name_sessions(runtime: Any) -> None:
 
 def setup(workdir: Path, load_mib: int, switch_mib: int) -> dict[str, str]:
     """Publish the model set into a registry, lock two projects and sync one store."""
-    from ffswap import standins
+    from tests import standins
 
     home, registry = workdir / "home", workdir / "registry"
     files = workdir / "files"
@@ -349,7 +352,7 @@ def load_one(env: dict[str, str], project: str, repeat: int) -> None:
     import onnxruntime as ort
 
     from ffswap.locked import LockedModels
-    from ffswap.providers import CPU, make_checked_session, make_session, session_options
+    from ffswap.sessions import CPU, make_checked_session, make_session, session_options
 
     ctx = context(Path(env[project]), Path(env["home"]))
     models = LockedModels(ctx)

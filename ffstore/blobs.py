@@ -295,7 +295,7 @@ def _read_private(path: Path) -> Contents:
     """The file's bytes in an anonymous mapping: private memory, so nothing done to the
     file after the read can change them. Reading a model into a fresh `bytes` costs a
     page fault every 4 KiB, more than the copy; a mapping that may use huge pages
-    takes half the time (30 vs 60 ms for 100 MiB)."""
+    faults far less often, so the read is faster (bench/RESULTS.md, "Blob reads")."""
     with open(path, "rb", buffering=0) as handle:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:

@@ -471,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The `ff` executable. What is imported by now lives until the process ends;
     freezing it keeps the collector from scanning it again and again as commands
-    import more (httpx, onnxruntime) and once more at exit: about 25 ms a command."""
+    import more (httpx, onnxruntime) and once more at exit, a cost every command
+    would pay (bench/RESULTS.md, "CLI start-up")."""
     garbage_collector.freeze()
     sys.exit(main())
 

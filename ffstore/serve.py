@@ -46,7 +46,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
     server: "RegistryServer"
     protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many blobs
     # Headers and body leave in two writes; with Nagle's algorithm a small body (an
-    # index, a manifest) would wait for the client's delayed ACK, 40 ms per document.
+    # index, a manifest) would wait for the client's delayed ACK, a stall far longer
+    # than sending it (bench/RESULTS.md, "Small documents and Nagle's algorithm").
     disable_nagle_algorithm = True
     server_version = "ff-serve"
 

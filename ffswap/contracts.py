@@ -32,9 +32,10 @@ _ORT_TYPES = {
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    """One expected tensor. A ``None`` or string dim means "any size"; a ``None``
-    shape means any shape (FaceFusion reshapes that output itself)."""
+class TensorContract:
+    """One tensor an adapter's contract requires (what a model file declares is
+    ffstore.onnxinfo's ``TensorInfo``). A ``None`` or string dim means "any size";
+    a ``None`` shape means any shape (FaceFusion reshapes that output itself)."""
 
     name: str
     shape: tuple[Dim, ...] | None
@@ -54,8 +55,8 @@ class Contract:
     breaks on extra outputs (yoloface's single output, 2dfan4's two)."""
 
     name: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
+    inputs: tuple[TensorContract, ...]
+    outputs: tuple[TensorContract, ...]
     outputs_by_position: bool = False
     max_outputs: int | None = None
 
@@ -68,7 +69,7 @@ def _format_shape(shape: Sequence[Dim]) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def _check_tensor(label: str, expected: TensorSpec, actual: IoSpec) -> list[str]:
+def _check_tensor(label: str, expected: TensorContract, actual: IoSpec) -> list[str]:
     """Differences of one tensor; `label` says which (``input 'target'``)."""
     differences: list[str] = []
     actual_dtype = str(actual.get("dtype"))
@@ -127,7 +128,7 @@ def check_contract(
     differences: list[str] = []
     inputs = {str(spec["name"]): spec for spec in actual_inputs}
     outputs = {str(spec["name"]): spec for spec in actual_outputs}
-    checks: list[tuple[str, tuple[TensorSpec, ...], Mapping[str, IoSpec]]] = [
+    checks: list[tuple[str, tuple[TensorContract, ...], Mapping[str, IoSpec]]] = [
         ("input", expected.inputs, inputs)]
     if not expected.outputs_by_position:
         checks.append(("output", expected.outputs, outputs))

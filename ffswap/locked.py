@@ -21,7 +21,7 @@ from ffswap.model_source import LoadedModel
 
 
 class LockedModels:
-    """A `ModelProvider` over a project's lock and the local store. A model the
+    """A `ModelSource` over a project's lock and the local store. A model the
     store lacks is fetched (verified, as `ff sync` does), unless `offline`."""
 
     def __init__(self, context: Context, *, offline: bool = False,

@@ -1,7 +1,7 @@
-"""What the runtime needs from a model store: module names, loaded models, a provider.
+"""What the runtime needs from a model store: module names, loaded models, a source of them.
 
 Import-light on purpose (no NumPy/onnxruntime): the store implements
-:class:`ModelProvider` on top of its verified blobs and should not pull in the
+:class:`ModelSource` on top of its verified blobs and should not pull in the
 inference stack to do so.
 """
 
@@ -54,7 +54,7 @@ class LoadedModel:
     file: str = ""
 
 
-class ModelProvider(Protocol):
+class ModelSource(Protocol):
     """Source of verified models; the store's lockfile-backed loader implements it."""
 
     def load(self, module: str, version: str | None, *,

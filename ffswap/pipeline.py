@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ffswap.adapters.factory import make_adapter, profile_of
 from ffswap.adapters.landmarker import face_angle, five_from_68
-from ffswap.adapters.registry import make_adapter, profile_of
 from ffswap.contracts import session_io
 from ffswap.errors import NoFaceError
 from ffswap.face import Face, SourceFace

@@ -25,12 +25,12 @@ import numpy as np
 from ffstore.fsutil import atomic_path
 from ffstore.modules import kind_of
 from ffswap import audio, zoo
-from ffswap.adapters.registry import make_adapter, profile_of
+from ffswap.adapters.factory import make_adapter, profile_of
 from ffswap.contracts import check_contract, session_io
 from ffswap.errors import ContractError, SwapError
-from ffswap.model_source import MODULES, REQUIRED_MODULES, ModelProvider
+from ffswap.model_source import MODULES, REQUIRED_MODULES, ModelSource
 from ffswap.pipeline import FaceSwapper
-from ffswap.providers import Preference, make_checked_session
+from ffswap.sessions import Preference, make_checked_session
 from ffswap.video import ProgressFn, VideoResult, process_video
 
 
@@ -57,9 +57,9 @@ _PIPELINE_ROLES = {zoo.DETECTOR: "detector", zoo.RECOGNIZER: "recognizer", zoo.S
 FRAME_WORKERS = 3
 """Video frames in work at once by default (FaceFusion's execution threads). One
 frame's alignment, warps and paste-back then run while another's is inside a model,
-so a GPU (or idle cores) need not wait for them: on 2 busy CPU cores the wall time
-with no model running fell from about a third to an eighth, at about the same frame
-rate (bench/RESULTS.md); more workers only contend for the same cores."""
+so a GPU (or idle cores) need not wait for them: even on 2 busy CPU cores much less
+of the wall time passes with no model running, at about the same frame rate
+(bench/RESULTS.md, "Frame workers"); more workers only contend for the same cores."""
 
 
 def _return_freed_memory() -> None:
@@ -76,7 +76,7 @@ class Runtime:
     """Holds one inference session per locked entry and runs swaps with the current ones.
 
     ``versions`` maps entries (a module kind, or an entry name such as
-    ``face_landmarker/2dfan4``) to versions (``None``: the provider's locked or
+    ``face_landmarker/2dfan4``) to versions (``None``: the source's locked or
     default version). A detector, a recogniser and a swapper are always loaded (by
     their kind, unless an entry of that kind is listed); landmarkers, embedding
     converters and the enhancer only when listed. Every model is checked against its
@@ -86,7 +86,7 @@ class Runtime:
 
     def __init__(
         self,
-        models: ModelProvider,
+        models: ModelSource,
         versions: Mapping[str, str | None] | None = None,
         *,
         execution_provider: Preference = "auto",
@@ -120,7 +120,7 @@ class Runtime:
         module = kind_of(name)
         loaded = self._models.load(name, version, deferred_check=True)
         if loaded.module != module:
-            raise ContractError(module, [f"provider returned a {loaded.module!r} model"])
+            raise ContractError(module, [f"the model source returned a {loaded.module!r} model"])
         # Refuse on the manifest's I/O first: cheap, and no session for a wrong model.
         profile = profile_of(module, loaded.model, loaded.file, loaded.inputs, loaded.outputs)
         session, used = make_checked_session(loaded, self._preference, self._threads)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ffswap.contracts import Contract, TensorSpec, check_contract
+from ffswap.contracts import Contract, TensorContract, check_contract
 
 if TYPE_CHECKING:
     from ffstore.consumers import ModelInfo
@@ -62,11 +62,11 @@ class Profile:
         return ROLE_MODULES[self.role]
 
 
-def _image(name: str, size: int | None, channels: int = 3, dtype: str = "float32") -> TensorSpec:
-    return TensorSpec(name, (1, channels, size, size), dtype)
+def _image(name: str, size: int | None, channels: int = 3, dtype: str = "float32") -> TensorContract:
+    return TensorContract(name, (1, channels, size, size), dtype)
 
 
-def _positional(name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+def _positional(name: str, inputs: tuple[TensorContract, ...], outputs: tuple[TensorContract, ...],
                 max_outputs: int | None = None) -> Contract:
     return Contract(name, inputs, outputs, outputs_by_position=True, max_outputs=max_outputs)
 
@@ -77,11 +77,11 @@ _STRIDES = (8, 16, 32)
 
 _ANCHOR_DETECTOR = _positional(
     "retinaface/scrfd", (_image("input", None),),
-    tuple(TensorSpec(f"{head}_{stride}", (None, width))
+    tuple(TensorContract(f"{head}_{stride}", (None, width))
           for head, width in (("scores", 1), ("boxes", 4), ("landmarks", 10)) for stride in _STRIDES))
 _YOLO_FACE = _positional("yolo_face", (_image("input", 640),),
-                         (TensorSpec("detections", (1, 20, 8400)),), max_outputs=1)
-_YUNET_HEADS = tuple(TensorSpec(f"{head}_{stride}", (1, None, width))
+                         (TensorContract("detections", (1, 20, 8400)),), max_outputs=1)
+_YUNET_HEADS = tuple(TensorContract(f"{head}_{stride}", (1, None, width))
                      for head, width in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))
                      for stride in _STRIDES)
 """YuNet's outputs: OpenCV's FaceDetectorYN reads them by these names, FaceFusion in
@@ -89,7 +89,7 @@ this order."""
 _FACEFUSION_YUNET = _positional("yunet (FaceFusion)", (_image("input", None),), _YUNET_HEADS)
 YUNET_CONTRACT = Contract("yunet", (_image("input", None),), _YUNET_HEADS)
 ULFD_CONTRACT = Contract("ulfd", (_image("input", None),),
-                         (TensorSpec("scores", (1, None, 2)), TensorSpec("boxes", (1, None, 4))))
+                         (TensorContract("scores", (1, None, 2)), TensorContract("boxes", (1, None, 4))))
 
 # FaceFusion's face_detector_size is 640x640 by default, its score 0.5 and, for one
 # angle, its NMS threshold 0.4 (docs/facefusion/analysers.md, section 2).
@@ -98,34 +98,35 @@ _FACEFUSION_DETECTION = {"size": 640, "score": 0.5, "nms": 0.4}
 # --- landmarkers -----------------------------------------------------------------
 
 _2DFAN4 = _positional("2dfan4", (_image("input", 256),),
-                      (TensorSpec("landmarks", (1, 68, None)), TensorSpec("heatmaps", (1, 68, 64, 64))),
+                      (TensorContract("landmarks", (1, 68, None)),
+                       TensorContract("heatmaps", (1, 68, 64, 64))),
                       max_outputs=2)
-_PEPPA_WUTZ = _positional("peppa_wutz", (_image("input", 256),), (TensorSpec("landmarks", None),))
-_FAN_68_5 = _positional("fan_68_5", (TensorSpec("input", (1, 5, 2)),),
-                        (TensorSpec("landmarks", (1, 68, 2)),))
+_PEPPA_WUTZ = _positional("peppa_wutz", (_image("input", 256),), (TensorContract("landmarks", None),))
+_FAN_68_5 = _positional("fan_68_5", (TensorContract("input", (1, 5, 2)),),
+                        (TensorContract("landmarks", (1, 68, 2)),))
 
 # --- recogniser, converters ------------------------------------------------------
 
-ARCFACE_CONTRACT = _positional("arcface", (TensorSpec("input", (None, 3, 112, 112)),),
-                               (TensorSpec("embedding", (None, 512)),))
-_CONVERTER = _positional("embedding converter", (TensorSpec("input", (1, 512)),),
-                         (TensorSpec("embedding", (1, 512)),))
+ARCFACE_CONTRACT = _positional("arcface", (TensorContract("input", (None, 3, 112, 112)),),
+                               (TensorContract("embedding", (None, 512)),))
+_CONVERTER = _positional("embedding converter", (TensorContract("input", (1, 512)),),
+                         (TensorContract("embedding", (1, 512)),))
 
 # --- swappers --------------------------------------------------------------------
 
 INSWAPPER_CONTRACT = Contract(
-    "inswapper", (TensorSpec("target", (1, 3, 128, 128)), TensorSpec("source", (1, 512))),
-    (TensorSpec("output", (1, 3, 128, 128)),))
+    "inswapper", (TensorContract("target", (1, 3, 128, 128)), TensorContract("source", (1, 512))),
+    (TensorContract("output", (1, 3, 128, 128)),))
 
 
 def _swapper(kind: str, template: str, size: int, mean: tuple[float, float, float],
-             std: tuple[float, float, float], source: TensorSpec | None = None,
+             std: tuple[float, float, float], source: TensorContract | None = None,
              converter: str | None = None, source_crop: tuple[str, int] | None = None) -> Profile:
     """A FaceFusion swapper: its model-set entry (type, template, size, mean and
     standard deviation), the embedding converter its type needs and, for the
     swappers that take a face image as `source`, that crop's template and size."""
-    contract = _positional(kind, (source or TensorSpec("source", (1, 512)), _image("target", size)),
-                           (TensorSpec("output", (1, 3, size, size)),))
+    contract = _positional(kind, (source or TensorContract("source", (1, 512)), _image("target", size)),
+                           (TensorContract("output", (1, 3, size, size)),))
     options = {"type": kind, "template": template, "size": size, "mean": mean, "std": std,
                "converter": converter, "source_crop": source_crop}
     return Profile(SWAPPER, "swapper", contract, options)
@@ -141,13 +142,13 @@ _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def _enhancer(template: str, size: int, weight: bool = False) -> Profile:
     """A FaceFusion face enhancer. CodeFormer has a fidelity `weight` input,
     float64 [1]; FaceFusion 3.5+ feeds face_enhancer_weight 0.5 (1.0 before 3.5)."""
-    inputs = (_image("input", size), *((TensorSpec("weight", (1,), "float64"),) if weight else ()))
-    contract = _positional("face enhancer", inputs, (TensorSpec("output", (1, 3, size, size)),))
+    inputs = (_image("input", size), *((TensorContract("weight", (1,), "float64"),) if weight else ()))
+    contract = _positional("face enhancer", inputs, (TensorContract("output", (1, 3, size, size)),))
     return Profile(ENHANCER, "enhancer", contract,
                    {"template": template, "size": size, "weight": 0.5 if weight else None})
 
 
-GFPGAN_CONTRACT = Contract("gfpgan", (_image("input", 512),), (TensorSpec("output", (1, 3, 512, 512)),))
+GFPGAN_CONTRACT = Contract("gfpgan", (_image("input", 512),), (TensorContract("output", (1, 3, 512, 512)),))
 
 ZOO: dict[str, Profile] = {
     "retinaface_10g": Profile(DETECTOR, "anchor_detector", _ANCHOR_DETECTOR, _FACEFUSION_DETECTION),

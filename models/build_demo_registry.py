@@ -1,7 +1,7 @@
 """Rebuild the demo registry that ships with the repo (models/registry).
 
 It holds the real detectors from tests/data/models and generated stand-ins for the
-recogniser, swapper and enhancer (see ffswap/standins.py), signed with the demo key in
+recogniser, swapper and enhancer (see tests/standins.py), signed with the demo key in
 models/keys/demo.key. That key is public on purpose: it only proves the demo works
 offline. Never trust it for real models.
 
@@ -10,15 +10,20 @@ test extra), then `ff lock` to refresh facefusion.lock.
 """
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from ffstore.publish import publish
 from ffstore.signing import generate_key, load_key
-from ffswap import standins
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
+# Run as a script, Python puts models/ on the path, not the repo: the stand-ins are
+# test tooling (tests/standins.py), outside the installed packages.
+sys.path.insert(0, str(REPO))
+from tests import standins  # noqa: E402  (needs the path above)
+
 REGISTRY = ROOT / "registry"
 KEYS = ROOT / "keys"
 DETECTORS = REPO / "tests" / "data" / "models"

@@ -22,6 +22,8 @@ DATA = Path(__file__).parent / "data"
 MODELS = DATA / "models"
 YUNET = MODELS / "yunet" / "face_detection_yunet_2026may.onnx"
 ULFD = {name: MODELS / "ulfd" / f"version-{name}.onnx" for name in ("slim-320", "RFB-320", "RFB-640")}
+ONNX_FILES = [YUNET, *sorted(ULFD.values())]
+"""Every real ONNX file the tests have: what the wire-level readers are checked against onnx on."""
 
 os.environ.setdefault("ORT_LOG_SEVERITY_LEVEL", "3")
 

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, checker, helper, numpy_helper
 
-from ffswap import standins
+from tests import standins
 
 IR_VERSION = 10
 OPSET = 17
@@ -414,7 +414,7 @@ def peppa_wutz(stem: str) -> bytes:
 
 
 def arcface_w600k_r50(stem: str) -> bytes:
-    """The ff stand-in recogniser (``ffswap.standins.face_recognizer(0)``), so
+    """The ff stand-in recogniser (``tests.standins.face_recognizer(0)``), so
     embeddings agree with the rest of ff's tests."""
     del stem
     return standins.face_recognizer(0)
@@ -503,7 +503,7 @@ def _swapper(
 
 
 def inswapper_128(stem: str) -> bytes:
-    """inswapper_128: ``ffswap.standins.face_swapper(0, emap=True)``, whose last
+    """inswapper_128: ``tests.standins.face_swapper(0, emap=True)``, whose last
     initializer is the float32 [512,512] emap FaceFusion reads from the file."""
     del stem
     return standins.face_swapper(0, emap=True)

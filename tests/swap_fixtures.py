@@ -1,4 +1,4 @@
-"""Helpers for the face-swap tests: test-data paths, a file-backed model provider and
+"""Helpers for the face-swap tests: test-data paths, a file-backed model source and
 the manifest-style I/O description of an ONNX file.
 
 Plain functions and classes only; the fixtures live in the test modules (the lead
@@ -49,8 +49,8 @@ def describe_io(data: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
 
 
 @dataclass
-class FileModelProvider:
-    """A ModelProvider over files: ``catalog[module][version] = path``.
+class FileModelSource:
+    """A ModelSource over files: ``catalog[module][version] = path``.
 
     The first version listed per module is the default (``version=None``). It counts
     loads so tests can tell whether a model was read.

@@ -19,7 +19,7 @@ from ffstore.context import open_context
 from ffstore.export import export_facefusion
 from ffstore.publish import Release, publish_releases
 from ffstore.signing import load_key
-from ffswap import standins
+from tests import standins
 from tests.conftest import ULFD, YUNET, Workspace
 
 SWAPPER = "inswapper_128.onnx"

@@ -785,7 +785,7 @@ def test_ctrl_c_stops_a_download_at_once_and_keeps_it_for_a_resume(
     so in one line, and what arrived waits in partial/ for the next sync."""
     import signal
 
-    from ffswap import standins
+    from tests import standins
 
     big = tmp_path / "big" / "inswapper_128.onnx"
     big.parent.mkdir()

@@ -21,13 +21,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ffstore import onnxinfo
-from ffstore.onnxinfo import DTYPE_NAMES, OnnxIO, last_initializer, read_io
-from ffswap import standins
+from ffstore.onnxinfo import DTYPE_NAMES, OnnxIO, read_io
+from tests.conftest import ONNX_FILES
 
 MODELS = Path(__file__).parent / "data" / "models"
 YUNET = MODELS / "yunet" / "face_detection_yunet_2026may.onnx"
 ULFD = sorted((MODELS / "ulfd").glob("*.onnx"))
-REAL = [YUNET, *ULFD]
 
 
 def _dtype(elem_type: int) -> str:
@@ -102,13 +101,13 @@ def read_log(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 # --- real models ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ONNX_FILES, ids=lambda p: p.name)
 def test_real_models_match_onnx(path: Path) -> None:
     model = onnx.load(str(path), load_external_data=False)
     assert read_io(path) == expected(model)
 
 
-@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ONNX_FILES, ids=lambda p: p.name)
 def test_real_models_match_onnxruntime(path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     opts = ort.SessionOptions()
@@ -141,7 +140,7 @@ def test_yunet_symbolic_dims() -> None:
 
 
 def test_real_models_read_little(read_log: list[int]) -> None:
-    for path in REAL:
+    for path in ONNX_FILES:
         read_log.clear()
         read_io(path)
         # Each weight skipped costs one small refill; nowhere near the whole file.
@@ -416,135 +415,3 @@ def test_random_corruption_never_escapes_value_error(tmp_path: Path) -> None:
 def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_io(tmp_path / "nope.onnx")
-
-
-# --- last_initializer: inswapper's emap without onnx -------------------------------------
-
-
-def _assert_last_initializer_matches(data: bytes) -> None:
-    want = onnx.load_from_string(data).graph.initializer[-1]
-    got = last_initializer(data)
-    assert got is not None
-    assert (got.name, got.dims, got.data_type) == (want.name, list(want.dims), want.data_type)
-    assert got.data == numpy_helper.to_array(want).tobytes()
-
-
-@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
-def test_last_initializer_of_real_models_matches_onnx(path: Path) -> None:
-    _assert_last_initializer_matches(path.read_bytes())
-
-
-def test_last_initializer_of_standin_swapper_is_its_emap() -> None:
-    data = standins.face_swapper(variant=2, size=1_200_000, emap=True)
-    _assert_last_initializer_matches(data)
-    got = last_initializer(data)
-    assert got is not None and got.name == "emap" and got.dims == [512, 512]
-    assert np.array_equal(np.frombuffer(got.data, "<f4").reshape(512, 512), standins.face_swapper_emap(2))
-
-
-def test_last_initializer_of_generated_models() -> None:
-    rng = np.random.default_rng(0)
-    unpacked = helper.make_tensor("unpacked", TensorProto.FLOAT, [2, 3], rng.standard_normal(6).tolist())
-    packed = TensorProto(name="packed", data_type=TensorProto.FLOAT, dims=[5, 4])
-    packed.float_data.extend(rng.standard_normal(20).astype(np.float32))
-    raw = numpy_helper.from_array(rng.standard_normal((3, 7)).astype(np.float32), "raw")
-    ints = numpy_helper.from_array(np.arange(6, dtype=np.int64).reshape(2, 3), "ints")
-    for tensors in ([raw, unpacked], [unpacked, packed], [packed, raw], [raw, ints]):
-        graph = helper.make_graph([], "g", [], [], initializer=tensors)
-        data = helper.make_model(graph).SerializeToString()
-        _assert_last_initializer_matches(data)
-    # Repeated graph fields merge: the last initializer of the last graph wins.
-    extra = onnx.ModelProto()
-    extra.graph.initializer.append(raw)
-    first = helper.make_model(helper.make_graph([], "g", [], [], initializer=[packed]))
-    _assert_last_initializer_matches(first.SerializeToString() + extra.SerializeToString())
-
-
-def test_last_initializer_none_and_errors() -> None:
-    empty = helper.make_model(helper.make_graph([], "g", [], []))
-    assert last_initializer(empty.SerializeToString()) is None
-    # Non-raw storage other than float32 float_data is not read.
-    typed = helper.make_tensor("typed", TensorProto.INT64, [3], [1, 2, 3])
-    assert not typed.HasField("raw_data")
-    model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[typed]))
-    assert last_initializer(model.SerializeToString()) is None
-    external = numpy_helper.from_array(np.zeros(4, np.float32), "external")
-    onnx.external_data_helper.set_external_data(external, "side.bin")
-    external.ClearField("raw_data")
-    model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[external]))
-    assert last_initializer(model.SerializeToString()) is None
-    data = standins.face_swapper(emap=True)
-    with pytest.raises(ValueError, match="not a valid ONNX model"):
-        last_initializer(data[:-1000])
-    with pytest.raises(ValueError, match="empty"):
-        last_initializer(b"")
-
-
-# --- split_weights: the graph apart from its weights, for onnxruntime --------------------
-
-
-def _rejoined(small: bytes, data: bytes, weights: list[onnxinfo.InlineWeight]) -> onnx.ModelProto:
-    """The split model with every moved weight put back inline, as onnx reads it."""
-    model = onnx.load_from_string(small)
-    moved = {weight.name: weight for weight in weights}
-    for tensor in model.graph.initializer:
-        weight = moved.pop(tensor.name, None)
-        if weight is None:
-            continue
-        assert tensor.data_location == TensorProto.EXTERNAL
-        assert [(e.key, e.value) for e in tensor.external_data] == [("location", "ff:test")]
-        assert (weight.data_type, weight.dims) == (tensor.data_type, tuple(tensor.dims))
-        del tensor.external_data[:]
-        tensor.ClearField("data_location")
-        tensor.raw_data = data[weight.offset:weight.offset + weight.length]
-    assert not moved
-    return model
-
-
-@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
-def test_split_weights_of_real_models_moves_only_raw_data(path: Path) -> None:
-    data = path.read_bytes()
-    small, weights = onnxinfo.split_weights(data, "ff:test")
-    assert weights and len(small) < len(data) - sum(w.length for w in weights) + 64 * len(weights)
-    assert all(w.length >= 4096 for w in weights)
-    assert _rejoined(small, data, weights) == onnx.load_from_string(data)
-
-
-def test_split_weights_leaves_what_cannot_move() -> None:
-    rng = np.random.default_rng(1)
-    big = numpy_helper.from_array(rng.standard_normal((32, 64)).astype(np.float32), "big")
-    halves = numpy_helper.from_array(rng.standard_normal(4096).astype(np.float16), "halves")
-    small = numpy_helper.from_array(np.ones(8, np.float32), "small")
-    unused = numpy_helper.from_array(np.ones(4096, np.float32), "unused")
-    typed = helper.make_tensor("typed", TensorProto.FLOAT, [2048], np.ones(2048).tolist())
-    brain = helper.make_tensor("brain", TensorProto.BFLOAT16, [4096], np.zeros(4096, np.uint16).tobytes(),
-                               raw=True)
-    nodes = [helper.make_node("Identity", [name], [f"{name}_out"])
-             for name in ("big", "halves", "small", "typed", "brain")]
-    graph = helper.make_graph(
-        nodes, "g", [], [helper.make_tensor_value_info(f"{n}_out", TensorProto.FLOAT, None)
-                         for n in ("big", "halves", "small", "typed", "brain")],
-        initializer=[big, halves, small, unused, typed, brain])
-    data = helper.make_model(graph).SerializeToString()
-    split, weights = onnxinfo.split_weights(data, "ff:test")
-    assert [w.name for w in weights] == ["big", "halves"]
-    assert _rejoined(split, data, weights) == onnx.load_from_string(data)
-    # Repeated graph fields merge: each is split on its own and still merges the same.
-    extra = onnx.ModelProto()
-    extra.graph.initializer.append(numpy_helper.from_array(np.ones(2048, np.int32), "late"))
-    extra.graph.node.append(helper.make_node("Identity", ["late"], ["late_out"]))
-    data = data + extra.SerializeToString()
-    split, weights = onnxinfo.split_weights(data, "ff:test")
-    assert [w.name for w in weights] == ["big", "halves", "late"]
-    assert _rejoined(split, data, weights) == onnx.load_from_string(data)
-
-
-def test_split_weights_without_weights_and_errors() -> None:
-    data = helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString()
-    split, weights = onnxinfo.split_weights(data, "ff:test")
-    assert split is data and weights == []
-    full = standins.face_swapper(emap=True)
-    with pytest.raises(ValueError, match="not a valid ONNX model"):
-        onnxinfo.split_weights(full[:-1000], "ff:test")
-    with pytest.raises(ValueError, match="empty"):
-        onnxinfo.split_weights(b"", "ff:test")

@@ -20,10 +20,11 @@ from ffstore.errors import FFError
 from ffstore.index import parse_index
 from ffstore.lockfile import parse_lock
 from ffstore.manifest import parse_manifest, parse_signatures
-from ffstore.onnxinfo import last_initializer, read_io, split_weights
+from ffstore.onnxinfo import read_io
 from ffstore.project import parse_project
 from ffstore.settings import resolve
 from ffstore.trust import check_index
+from ffswap.weights import last_initializer, split_weights
 from tests.conftest import YUNET, ff_runner
 
 EXPECTED = (FFError, ValueError)

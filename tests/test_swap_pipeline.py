@@ -15,23 +15,24 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ffswap import providers, standins
+from ffswap import sessions
 from ffswap.adapters.detector import UlfdDetector, YuNetDetector
-from ffswap.adapters.registry import select_adapter
+from ffswap.adapters.factory import select_adapter
 from ffswap.adapters.swapper import FaceSwapAdapter, read_emap
 from ffswap.contracts import check_contract
 from ffswap.errors import ContractError, MediaError, NoFaceError, ProviderUnavailableError
 from ffswap.media import read_image, write_image
 from ffswap.pipeline import FaceSwapper
-from ffswap.providers import CPU, make_session
 from ffswap.runtime import Runtime
+from ffswap.sessions import CPU, make_session
 from ffswap.zoo import INSWAPPER_CONTRACT
+from tests import standins
 from tests.swap_fixtures import (
     ASTRONAUT,
     GRACE_HOPPER,
     ULFD,
     YUNET,
-    FileModelProvider,
+    FileModelSource,
     describe_io,
     pan_video,
     read_test_image,
@@ -67,7 +68,7 @@ def catalog(model_dir: Path) -> dict[str, dict[str, Path]]:
 
 @pytest.fixture(scope="module")
 def runtime(catalog: dict[str, dict[str, Path]]) -> Runtime:
-    return Runtime(FileModelProvider(catalog), execution_provider="cpu")
+    return Runtime(FileModelSource(catalog), execution_provider="cpu")
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -179,7 +180,7 @@ def test_runtime_applies_the_emap(
 ) -> None:
     path = standins.write_standin("face_swapper", tmp_path / "emap.onnx", emap=True)
     with_emap = {**catalog, "face_swapper": {"2.0.0": path}}
-    runtime = Runtime(FileModelProvider(with_emap), execution_provider="cpu")
+    runtime = Runtime(FileModelSource(with_emap), execution_provider="cpu")
     try:
         swapper = runtime.active["face_swapper"].adapter
         assert np.array_equal(swapper._emap, standins.face_swapper_emap())
@@ -212,7 +213,7 @@ def test_every_face_of_a_multi_face_frame_is_swapped(
 def test_enhancer_changes_the_face_only(
     catalog: dict[str, dict[str, Path]], runtime: Runtime, astronaut: np.ndarray, grace: np.ndarray
 ) -> None:
-    with Runtime(FileModelProvider(catalog), {"face_enhancer": None}, execution_provider="cpu") as enhanced:
+    with Runtime(FileModelSource(catalog), {"face_enhancer": None}, execution_provider="cpu") as enhanced:
         output = enhanced.swap_image(astronaut, grace)
     plain = runtime.swap_image(astronaut, grace)
     assert not np.array_equal(output, plain)
@@ -246,9 +247,9 @@ def test_contract_mismatch_is_refused_before_a_session(
         made.append("session")
         return real_make_session(data, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("ffswap.providers.make_session", counting_make_session)
+    monkeypatch.setattr("ffswap.sessions.make_session", counting_make_session)
     with pytest.raises(ContractError) as raised:
-        Runtime(FileModelProvider(wrong), execution_provider="cpu")
+        Runtime(FileModelSource(wrong), execution_provider="cpu")
     message = str(raised.value)
     assert "face_swapper" in message
     assert "input 'target'" in message and "[1,3,256,256]" in message
@@ -259,9 +260,9 @@ def test_contract_mismatch_is_refused_before_a_session(
 def test_manifest_that_lies_about_io_is_caught(catalog: dict[str, dict[str, Path]], tmp_path: Path) -> None:
     wrong = {**catalog, "face_swapper": {"9.9.9": _wrong_swapper(tmp_path / "wrong.onnx")}}
     honest_io = describe_io(catalog["face_swapper"]["1.0.0"].read_bytes())
-    provider = FileModelProvider(wrong, io_overrides={("face_swapper", "9.9.9"): honest_io})
+    source = FileModelSource(wrong, io_overrides={("face_swapper", "9.9.9"): honest_io})
     with pytest.raises(ContractError, match="differs from its manifest"):
-        Runtime(provider, execution_provider="cpu")
+        Runtime(source, execution_provider="cpu")
 
 
 def test_check_contract_lists_every_difference() -> None:
@@ -292,7 +293,7 @@ def test_switching_changes_output_and_does_not_leak(
 ) -> None:
     small = cv2.resize(grace, (256, 300), interpolation=cv2.INTER_AREA)
     source = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    with Runtime(FileModelProvider(catalog), execution_provider="cpu") as runtime:
+    with Runtime(FileModelSource(catalog), execution_provider="cpu") as runtime:
         first = runtime.swap_image(source, small)
         runtime.switch("face_swapper", "1.1.0")
         assert runtime.active["face_swapper"].version == "1.1.0"
@@ -317,7 +318,7 @@ def test_switching_while_frames_run_in_other_threads(
     frame = cv2.resize(astronaut, (192, 192), interpolation=cv2.INTER_AREA)
     errors: list[BaseException] = []
     done = threading.Event()
-    with Runtime(FileModelProvider(catalog), execution_provider="cpu") as runtime:
+    with Runtime(FileModelSource(catalog), execution_provider="cpu") as runtime:
 
         def work() -> None:
             try:
@@ -344,7 +345,7 @@ def test_switch_during_a_video_takes_effect_between_frames(
     """With several frames in work, a switch mid-video changes later frames and no
     frame mixes models: each output frame is what one version alone writes."""
     target = pan_video(tmp_path / "pan.avi", astronaut, frames=16)
-    with Runtime(FileModelProvider(catalog), execution_provider="cpu") as runtime:
+    with Runtime(FileModelSource(catalog), execution_provider="cpu") as runtime:
         runtime.swap_video(grace, target, tmp_path / "old.avi", workers=3)
         runtime.switch("face_swapper", "1.1.0")
         runtime.swap_video(grace, target, tmp_path / "new.avi", workers=3)
@@ -373,7 +374,7 @@ def test_failed_switch_keeps_the_current_model(catalog: dict[str, dict[str, Path
         **catalog,
         "face_swapper": {**catalog["face_swapper"], "9.9.9": _wrong_swapper(tmp_path / "w.onnx")},
     }
-    with Runtime(FileModelProvider(wrong), execution_provider="cpu") as runtime:
+    with Runtime(FileModelSource(wrong), execution_provider="cpu") as runtime:
         with pytest.raises(ContractError):
             runtime.switch("face_swapper", "9.9.9")
         assert runtime.active["face_swapper"].version == "1.0.0"
@@ -493,7 +494,7 @@ def test_gpu_that_does_not_load_falls_back_for_auto_only(
 ) -> None:
     """Simulate onnxruntime-gpu on a machine without CUDA: listed, but not loading."""
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", CPU])
-    monkeypatch.setattr(providers, "_failed", set())
+    monkeypatch.setattr(sessions, "_failed", set())
     data = (model_dir / "recognizer.onnx").read_bytes()
     assert make_session(data, "auto")[1] == CPU
     with pytest.raises(ProviderUnavailableError, match="CUDAExecutionProvider"):
@@ -509,7 +510,7 @@ def test_a_bad_model_is_not_blamed_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -
     from ffswap.errors import ModelLoadError
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", CPU])
-    monkeypatch.setattr(providers, "_failed", set())
+    monkeypatch.setattr(sessions, "_failed", set())
     graph = helper.make_graph(
         [helper.make_node("NoSuchOperator", ["x"], ["y"])], "odd",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
@@ -518,7 +519,7 @@ def test_a_bad_model_is_not_blamed_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -
     for preference in ("auto", "cuda"):
         with pytest.raises(ModelLoadError, match="NoSuchOperator"):
             make_session(model.SerializeToString(), preference)  # type: ignore[arg-type]
-    assert providers._failed == set()
+    assert sessions._failed == set()
 
 
 def test_a_gpu_provider_that_raises_is_skipped_for_the_next(
@@ -527,21 +528,21 @@ def test_a_gpu_provider_that_raises_is_skipped_for_the_next(
     """TensorRT raising must not send `auto` straight to CPU: CUDA is tried next."""
     tensorrt, cuda = "TensorrtExecutionProvider", "CUDAExecutionProvider"
     monkeypatch.setattr(ort, "get_available_providers", lambda: [tensorrt, cuda, CPU])
-    monkeypatch.setattr(providers, "_failed", set())
-    real_create = providers._create
+    monkeypatch.setattr(sessions, "_failed", set())
+    real_create = sessions._create
     tried: list[list[str]] = []
 
     def create(model: object, names: list[str], threads: int | None) -> ort.InferenceSession:
         tried.append(names)
         if names[0] == tensorrt:
-            raise providers.ModelLoadError("onnxruntime cannot load the model: TensorRT says no")
+            raise sessions.ModelLoadError("onnxruntime cannot load the model: TensorRT says no")
         return real_create(model, [CPU], threads)  # type: ignore[arg-type]  # no CUDA here
 
-    monkeypatch.setattr(providers, "_create", create)
+    monkeypatch.setattr(sessions, "_create", create)
     data = (model_dir / "recognizer.onnx").read_bytes()
     assert make_session(data, "auto")[1] == CPU
     assert tried == [[tensorrt, cuda, CPU], [cuda, CPU]]
-    assert providers._failed == {tensorrt, cuda}
+    assert sessions._failed == {tensorrt, cuda}
     with pytest.raises(ProviderUnavailableError):
         make_session(data, "tensorrt")
 

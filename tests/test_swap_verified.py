@@ -27,13 +27,13 @@ import pytest
 
 from ffstore.context import Context, open_context
 from ffstore.errors import InputError, VerificationError
-from ffswap import standins
 from ffswap.adapters.detector import YuNetDetector
 from ffswap.errors import ContractError
 from ffswap.locked import LockedModels
 from ffswap.media import read_image
-from ffswap.providers import make_session
 from ffswap.runtime import Runtime
+from ffswap.sessions import make_session
+from tests import standins
 from tests.conftest import Result, Workspace, ff_runner
 from tests.swap_fixtures import (
     ASTRONAUT,
@@ -136,7 +136,7 @@ def counted_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         made.append(len(data))
         return make_session(data, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("ffswap.providers.make_session", counting)
+    monkeypatch.setattr("ffswap.sessions.make_session", counting)
     yield made
 
 
@@ -449,7 +449,7 @@ def test_swap_is_bit_identical_across_processes_and_stores(published: Published,
 def test_a_failed_digest_check_outranks_a_failed_parse() -> None:
     """Bytes that are both corrupt and unparsable are reported as corrupt."""
     from ffswap.model_source import LoadedModel
-    from ffswap.providers import make_checked_session
+    from ffswap.sessions import make_checked_session
 
     def corrupt() -> None:
         raise VerificationError("stored blob sha256:00 is corrupt")
@@ -467,7 +467,7 @@ def test_onnxruntime_refusing_a_model_is_a_swap_error() -> None:
     from onnx import TensorProto, helper
 
     from ffswap.errors import ModelLoadError
-    from ffswap.providers import make_session
+    from ffswap.sessions import make_session
 
     graph = helper.make_graph(
         [helper.make_node("NoSuchOperator", ["target", "source"], ["output"])], "odd",
@@ -484,7 +484,7 @@ def test_a_session_from_verified_bytes_computes_exactly_what_one_from_the_file_d
         path: Path, grace: np.ndarray) -> None:
     """make_session hands the weights over as views of the verified bytes (one copy in
     onnxruntime, not three); the session must be the one onnxruntime builds itself."""
-    from ffswap.providers import CPU, session_options
+    from ffswap.sessions import CPU, session_options
 
     data = path.read_bytes()
     session, _ = make_session(data, "cpu")

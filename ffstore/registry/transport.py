@@ -1,12 +1,12 @@
 """An httpx transport on the standard library's `http.client`, for bulk downloads.
 
 httpx's own transport hands a body up in 64 KiB pieces through h11, httpcore and
-httpx: receiving a GiB from `ff serve` on loopback costs 2.7 CPU-seconds that way,
-0.3 s with `http.client` reading into large buffers. With SHA-256 already taking a
-core, that overhead decided how fast `ff sync` was. This transport
-keeps httpx as the client (redirects, timeouts, headers, errors, decoding stay its
-business) and only moves the bytes: HTTP/1.1 over keep-alive connections, each body
-read with `readinto` into buffers of READ_SIZE bytes.
+httpx, and that per-piece work costs several times the CPU of `http.client` reading
+into large buffers (bench/RESULTS.md, "HTTP transport"). With SHA-256 already taking
+a core, that overhead decided how fast `ff sync` was. This transport keeps httpx as
+the client (redirects, timeouts, headers, errors, decoding stay its business) and only
+moves the bytes: HTTP/1.1 over keep-alive connections, each body read with `readinto`
+into buffers of READ_SIZE bytes.
 
 It does no proxying: `direct_transport` offers it only when the environment names
 no proxy, and otherwise leaves httpx's transport, which reads proxies from the

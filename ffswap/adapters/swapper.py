@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ffstore.blobs import Contents
-from ffstore.onnxinfo import last_initializer
 from ffswap.align import normalising_lut, pixel_lut, warp_blob
 from ffswap.errors import SwapError
 from ffswap.face import Face, SourceFace, unit
 from ffswap.paste import box_mask, paste_back
+from ffswap.weights import last_initializer
 from ffswap.zoo import ZOO
 
 if TYPE_CHECKING:

@@ -7,8 +7,10 @@ inswapper_128, GFPGAN 1.4) and does something simple, deterministic and *visible
 so loading, verification, alignment and paste-back run for real and their effect
 shows in the output.
 
-``onnx`` is a test/dev dependency only: it is imported inside the builders, and the
-runtime never imports this module.
+They live with the tests, outside the installed packages: ``onnx`` is a test/dev
+dependency only (imported inside the builders), and nothing in ffstore or ffswap
+imports this module. The benchmarks and models/build_demo_registry.py put the repo
+root on ``sys.path`` to use it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def _model(
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
+        # The module's name before it moved to tests/: the demo registry under models/
+        # (and facefusion.lock) pin these exact bytes, so the producer stays.
         producer_name="ffswap.standins",
         ir_version=IR_VERSION,
     )

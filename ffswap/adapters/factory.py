@@ -1,4 +1,5 @@
-"""From a profile (ffswap.zoo) and a session to a ready adapter."""
+"""Picks the adapter class for a model and builds it: from a profile (ffswap.zoo) and a
+session to a ready adapter."""
 
 from __future__ import annotations
 

@@ -22,9 +22,10 @@ import numpy as np
 import onnxruntime as ort
 
 from ffstore.blobs import Contents
-from ffstore.onnxinfo import DTYPE_NAMES, ITEM_SIZES, InlineWeight, split_weights
+from ffstore.onnxinfo import DTYPE_NAMES
 from ffswap.errors import ModelLoadError, ProviderUnavailableError
 from ffswap.model_source import LoadedModel
+from ffswap.weights import ITEM_SIZES, InlineWeight, split_weights
 
 Preference = Literal["auto", "cpu", "cuda", "tensorrt"]
 PREFERENCES: tuple[Preference, ...] = ("auto", "cpu", "cuda", "tensorrt")
