@@ -6,7 +6,7 @@ import numpy as np
 
 from ffswap.adapters.detector import YuNetDetector
 from ffswap.metrics import box_iou, cosine, psnr, refind, ssim
-from ffswap.providers import make_session
+from ffswap.sessions import make_session
 from tests.swap_fixtures import YUNET
 
 

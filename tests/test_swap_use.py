@@ -13,8 +13,8 @@ import pytest
 from ffstore import layout
 from ffstore.manifest import sign_manifest, signature_document
 from ffstore.signing import load_key
-from ffswap import standins
 from ffswap.media import read_image
+from tests import standins
 from tests.conftest import Result, Workspace
 from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER, wrong_swapper
 from tests.test_swap_verified import Published, published  # noqa: F401  (a fixture)
