@@ -69,7 +69,7 @@ def _model(
     """Assemble and check a model whose last node writes ``output``; with ``pad``,
     route that output through :func:`_padding_nodes`. ``final``, if given, is an
     initializer appended after all others (and after the padding)."""
-    from onnx import checker, helper
+    from onnx import helper
 
     if pad is not None:
         *body, last = nodes
@@ -86,14 +86,17 @@ def _model(
     if final is not None:
         initializers = [*initializers, final]
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=initializers)
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        # The module's name before it moved to tests/: the demo registry under models/
-        # (and facefusion.lock) pin these exact bytes, so the producer stays.
-        producer_name="ffswap.standins",
-        ir_version=IR_VERSION,
-    )
+    # The module's name before it moved to tests/: the demo registry under models/
+    # (and facefusion.lock) pin these exact bytes, so the producer stays.
+    return serialized(graph, "ffswap.standins")
+
+
+def serialized(graph: onnx.GraphProto, producer: str) -> bytes:
+    """A checked model's bytes, at the IR version and opset onnxruntime takes."""
+    from onnx import checker, helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name=producer, ir_version=IR_VERSION)
     checker.check_model(model)
     return model.SerializeToString()
 
