@@ -34,6 +34,35 @@ def ssim(reference: np.ndarray, image: np.ndarray) -> float:
     return float(structural_similarity(reference, image, channel_axis=2, data_range=255))
 
 
+def pooled_psnr(values: list[float]) -> float:
+    """PSNR of several equally sized comparisons taken together (of their mean squared
+    error), not the mean of their dB: one identical pair (inf) would swamp that."""
+    if not values:
+        raise ValueError("no PSNR values to pool")
+    mean_error = sum(10.0 ** (-value / 10.0) for value in values) / len(values)
+    return math.inf if mean_error == 0 else -10.0 * math.log10(mean_error)
+
+
+def face_region(faces: list[Face], shape: tuple[int, ...],
+                margin: float = 0.5) -> tuple[int, int, int, int] | None:
+    """Where a swap can change a frame: the faces' boxes, each grown by ``margin`` of
+    its size per side (the swapper's and enhancer's crops reach past the box), as one
+    x1, y1, x2, y2 rectangle clipped to the image; None without faces. Image metrics
+    are taken over it so a small face in a large frame is not diluted by background
+    that no version touches."""
+    if not faces:
+        return None
+    height, width = shape[:2]
+    boxes = np.array([face.box for face in faces], np.float64)
+    grow = (boxes[:, 2:] - boxes[:, :2]) * margin
+    x1, y1 = np.maximum(np.floor((boxes[:, :2] - grow).min(axis=0)), 0).astype(int)
+    x2, y2 = np.ceil((boxes[:, 2:] + grow).max(axis=0)).astype(int)
+    x2, y2 = min(int(x2), width), min(int(y2), height)
+    if x2 - x1 < 7 or y2 - y1 < 7:  # below SSIM's 7 x 7 window
+        return None
+    return int(x1), int(y1), x2, y2
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings (FaceFusion's face distance is 1 - this)."""
     return float(np.dot(unit(a.ravel()), unit(b.ravel())))
@@ -63,15 +92,26 @@ class Refound:
 def refind(detector: Detector, image: np.ndarray, face: Face,
            min_overlap: float = 0.3) -> Refound:
     """Detect faces in the swapped `image` and match the one where `face` was."""
-    best, best_overlap = None, min_overlap
-    for candidate in detector.detect(image):
-        overlap = box_iou(face.box, candidate.box)
-        if overlap >= best_overlap:
-            best, best_overlap = candidate, overlap
-    if best is None:
-        return Refound(False, math.inf)
-    moved = np.linalg.norm(best.landmarks - face.landmarks, axis=1).mean()
-    return Refound(True, float(moved) / face_size(face))
+    return refind_all(detector, image, [face], min_overlap)[0]
+
+
+def refind_all(detector: Detector, image: np.ndarray, faces: list[Face],
+               min_overlap: float = 0.3) -> list[Refound]:
+    """`refind` for every face of a frame, detecting once rather than once per face."""
+    candidates = detector.detect(image)
+    found = []
+    for face in faces:
+        best, best_overlap = None, min_overlap
+        for candidate in candidates:
+            overlap = box_iou(face.box, candidate.box)
+            if overlap >= best_overlap:
+                best, best_overlap = candidate, overlap
+        if best is None:
+            found.append(Refound(False, math.inf))
+            continue
+        moved = np.linalg.norm(best.landmarks - face.landmarks, axis=1).mean()
+        found.append(Refound(True, float(moved) / face_size(face)))
+    return found
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
