@@ -362,6 +362,8 @@ def compare(
                     spool.write(_crop(output, original.region).tobytes())
                 if progress is not None:
                     progress(len(originals), None)
+            if not any(original.faces for _, _, original, _ in originals):
+                raise NoFaceError("inputs", f"none of their {len(originals)} frames has a face")
             runtime.switch(module, to_version)
             b = _version(runtime, module)
             spool.seek(0)
@@ -373,8 +375,6 @@ def compare(
         mine = [frame for frame in frames if frame.input == number]
         per_input.append(InputResult(path, kind, mine, Summary.of(mine), samples.get(number)))
     total = Summary.of(frames)
-    if total.faces == 0:
-        raise NoFaceError("inputs", f"none of their {total.frames} frames has a face")
     return Comparison(module, a, b, thresholds, per_input, total, thresholds.check(total))
 
 
