@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -186,6 +187,10 @@ def test_bad_input_is_one_error_line_and_exit_2(setup: Setup, tmp_path: Path) ->
     }
     for expected, args in cases.items():
         assert expected in _one_line_error(run(*args, expect=2))
+    black = tmp_path / "black.png"
+    cv2.imwrite(str(black), np.zeros((64, 64, 3), np.uint8))
+    refused = run(*base, "--from", "1.0.0", "--inputs", str(black), expect=1)
+    assert "no face found in the inputs" in _one_line_error(refused)
     assert "face_enhancer" in _one_line_error(run("compare", "face_enhancer", "--source",
                                                   str(GRACE_HOPPER), "--inputs", str(setup.video),
                                                   expect=2))
