@@ -4,8 +4,8 @@ Runtime, measured against each other and against the source and target faces.
 Version A (``from``) runs over every frame first; the runtime then switches once to B
 (``to``), which runs over the same frames, decoded again. One switch rather than one
 per frame keeps each version's sessions warm, so a frame's time is its version's own.
-What B's pass needs of A's (A's pixels around the faces) waits in a temporary file,
-so a long video never sits in memory. The judges, the detector and recogniser the
+What B's pass needs of A's (its face crops, metrics.face_crops) waits in a temporary
+file, so a long video never sits in memory. The judges, the detector and recogniser the
 metrics use, are the ones the runtime starts with (the locked ones), whatever module
 is compared: both versions are measured with one ruler.
 """
@@ -41,8 +41,6 @@ from ffswap.video import ProgressFn, _open_capture
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
-Region = tuple[int, int, int, int]
-
 
 @dataclass(frozen=True)
 class Side:
@@ -59,8 +57,8 @@ class Side:
 @dataclass(frozen=True)
 class FrameResult:
     """One frame of one input: how many faces the judge saw in the original, how alike
-    the two outputs are around them (None without faces; PSNR inf: identical), and
-    each version's side."""
+    the two outputs' faces are (SSIM: mean over faces, PSNR: pooled; None without
+    faces; PSNR inf: identical), and each version's side."""
 
     input: int
     index: int
@@ -128,8 +126,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class Sample:
-    """An input's most changed frame (lowest SSIM), cropped around its faces: what the
-    report shows side by side."""
+    """An input's most changed frame (lowest SSIM), as crops of its most changed face
+    in the original and both outputs: what the report shows side by side."""
 
     index: int
     ssim: float
@@ -237,26 +235,20 @@ def _frames(media: list[tuple[Path, str]], limit: int) -> Iterator[tuple[int, in
                 yield number, index, frame
 
 
-def _crop(image: np.ndarray, region: Region) -> np.ndarray:
-    x1, y1, x2, y2 = region
-    return np.ascontiguousarray(image[y1:y2, x1:x2])
-
-
-def _unspool(spool: BinaryIO, region: Region) -> np.ndarray:
-    """The next crop of A's output from the spool, which holds them in frame order."""
-    x1, y1, x2, y2 = region
-    shape = (y2 - y1, x2 - x1, 3)
-    return np.frombuffer(spool.read(math.prod(shape)), np.uint8).reshape(shape)
+def _unspool(spool: BinaryIO, count: int) -> list[np.ndarray]:
+    """The next ``count`` face crops of A's output, which the spool holds in order."""
+    shape = (metrics.FACE_CROP, metrics.FACE_CROP, 3)
+    return [np.frombuffer(spool.read(math.prod(shape)), np.uint8).reshape(shape)
+            for _ in range(count)]
 
 
 @dataclass(frozen=True)
 class _Original:
-    """What both passes need of a frame before the swap: the judge's faces, their
-    embeddings and the region image metrics cover (small: kept for the whole run)."""
+    """What both passes need of a frame before the swap: the judge's faces and their
+    embeddings (small: kept for the whole run)."""
 
     faces: list[Face]
     embeddings: list[np.ndarray]
-    region: Region | None
 
 
 @dataclass(frozen=True)
@@ -280,8 +272,7 @@ class _Judge:
 
     def original(self, frame: np.ndarray) -> _Original:
         faces = self.detector.detect(frame)
-        return _Original(faces, [self.recognizer.embed(frame, face) for face in faces],
-                         metrics.face_region(faces, frame.shape))
+        return _Original(faces, [self.recognizer.embed(frame, face) for face in faces])
 
     def side(self, output: np.ndarray, original: _Original, ms: float) -> Side:
         if not original.faces:
@@ -358,8 +349,8 @@ def compare(
                 output, ms = _swap_timed(pipeline, prepared, frame)
                 original = judge.original(frame)
                 originals.append((number, index, original, judge.side(output, original, ms)))
-                if original.region is not None:
-                    spool.write(_crop(output, original.region).tobytes())
+                for crop in metrics.face_crops(output, original.faces):
+                    spool.write(crop.tobytes())
                 if progress is not None:
                     progress(len(originals), None)
             if not any(original.faces for _, _, original, _ in originals):
@@ -405,11 +396,18 @@ def _second_pass(
             raise MediaError(f"{media[number][0]} decoded to fewer frames the second time") from None
         output, ms = _swap_timed(pipeline, prepared, frame)
         ssim = psnr = None
-        if original.region is not None:
-            before, after = _unspool(spool, original.region), _crop(output, original.region)
-            ssim, psnr = metrics.ssim(before, after), metrics.psnr(before, after)
+        if original.faces:
+            before = _unspool(spool, len(original.faces))
+            after = metrics.face_crops(output, original.faces)
+            ssims = [metrics.ssim(x, y) for x, y in zip(before, after, strict=True)]
+            ssim = statistics.fmean(ssims)
+            psnr = metrics.pooled_psnr([metrics.psnr(x, y)
+                                        for x, y in zip(before, after, strict=True)])
             if number not in samples or ssim < samples[number].ssim:
-                samples[number] = Sample(index, ssim, _crop(frame, original.region), before, after)
+                face = ssims.index(min(ssims))
+                samples[number] = Sample(index, ssim,
+                                         metrics.face_crops(frame, [original.faces[face]])[0],
+                                         before[face], after[face])
         results.append(FrameResult(number, index, len(original.faces), ssim, psnr, side_a,
                                    judge.side(output, original, ms)))
         if progress is not None:

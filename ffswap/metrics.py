@@ -1,9 +1,9 @@
 """How good a swapped face is, as numbers: shared by `ff compare` (two versions side
 by side) and guarded runs (one version against the previous one, as it runs).
 
-Image similarity comes from scikit-image (the field's reference implementations of
-PSNR and SSIM); identity is the cosine of the locked recogniser's embeddings, as
-FaceFusion compares faces; whether a face survived the swap is the locked detector
+Image similarity comes from the field's libraries (scikit-image's SSIM, OpenCV's
+PSNR), taken on faces cropped to one fixed size; identity is the cosine of the locked
+recogniser's embeddings, as FaceFusion compares faces; whether a face survived the swap is the locked detector
 finding it again, with its five landmarks' displacement in units of the face's size.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ffswap.face import Face, unit
@@ -19,12 +20,14 @@ from ffswap.pipeline import Detector, Recognizer
 
 
 def psnr(reference: np.ndarray, image: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 images; inf when identical."""
-    from skimage.metrics import peak_signal_noise_ratio
+    """Peak signal-to-noise ratio in dB of two uint8 images; inf when identical.
 
+    OpenCV's rather than scikit-image's (the same formula, data range 255): importing
+    skimage's PSNR pulls in scipy.stats, 0.6 s of every `ff compare` start-up
+    (bench/RESULTS.md)."""
     if np.array_equal(reference, image):
         return math.inf
-    return float(peak_signal_noise_ratio(reference, image, data_range=255))
+    return float(cv2.PSNR(reference, image, 255.0))
 
 
 def ssim(reference: np.ndarray, image: np.ndarray) -> float:
@@ -43,24 +46,28 @@ def pooled_psnr(values: list[float]) -> float:
     return math.inf if mean_error == 0 else -10.0 * math.log10(mean_error)
 
 
-def face_region(faces: list[Face], shape: tuple[int, ...],
-                margin: float = 0.5) -> tuple[int, int, int, int] | None:
-    """Where a swap can change a frame: the faces' boxes, each grown by ``margin`` of
-    its size per side (the swapper's and enhancer's crops reach past the box), as one
-    x1, y1, x2, y2 rectangle clipped to the image; None without faces. Image metrics
-    are taken over it so a small face in a large frame is not diluted by background
-    that no version touches."""
-    if not faces:
-        return None
-    height, width = shape[:2]
-    boxes = np.array([face.box for face in faces], np.float64)
-    grow = (boxes[:, 2:] - boxes[:, :2]) * margin
-    x1, y1 = np.maximum(np.floor((boxes[:, :2] - grow).min(axis=0)), 0).astype(int)
-    x2, y2 = np.ceil((boxes[:, 2:] + grow).max(axis=0)).astype(int)
-    x2, y2 = min(int(x2), width), min(int(y2), height)
-    if x2 - x1 < 7 or y2 - y1 < 7:  # below SSIM's 7 x 7 window
-        return None
-    return int(x1), int(y1), x2, y2
+FACE_CROP = 128
+"""Side of the square, in pixels, that image metrics compare faces at: the
+inswapper family's working resolution, so nothing a 128 px swapper produces is lost,
+and small enough that SSIM costs a few ms a face whatever the frame's size."""
+
+
+def face_crops(image: np.ndarray, faces: list[Face], size: int = FACE_CROP,
+               margin: float = 0.5) -> list[np.ndarray]:
+    """Each face as a ``size`` square: the square around its box, grown by ``margin``
+    of the box per side (a swap's crop and paste-back reach past the box), scaled to a
+    fixed size so a face scores alike in a 4K and a 480p frame and costs the same.
+    Beyond the image's edge the square is black, in every version alike."""
+    crops = []
+    for face in faces:
+        x1, y1, x2, y2 = (float(v) for v in face.box)
+        side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * margin)
+        scale = size / side
+        left, top = (x1 + x2 - side) / 2, (y1 + y2 - side) / 2
+        matrix = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]], np.float32)
+        crops.append(cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA
+                                    if scale < 1 else cv2.INTER_LINEAR))
+    return crops
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
