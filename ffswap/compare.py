@@ -270,9 +270,14 @@ class _Judge:
         face = max(faces, key=lambda face: face.area)
         return cls(detector, recognizer, recognizer.embed(source, face))
 
-    def original(self, frame: np.ndarray) -> _Original:
-        faces = self.detector.detect(frame)
-        return _Original(faces, [self.recognizer.embed(frame, face) for face in faces])
+    def original(self, frame: np.ndarray, pipeline: FaceSwapper,
+                 detected: list[Face]) -> _Original:
+        """The judge's faces of ``frame``: those the pipeline ``detected`` when it ran
+        the judge's detector unrefined (no landmark model), saving a detection."""
+        if not (pipeline.detector is self.detector and pipeline.landmarker is None
+                and pipeline.landmark_estimator is None):
+            detected = self.detector.detect(frame)
+        return _Original(detected, [self.recognizer.embed(frame, face) for face in detected])
 
     def side(self, output: np.ndarray, original: _Original, ms: float) -> Side:
         if not original.faces:
@@ -288,15 +293,15 @@ class _Judge:
 
 
 def _swap_timed(pipeline: FaceSwapper, prepared: np.ndarray,
-                frame: np.ndarray) -> tuple[np.ndarray, float]:
-    """B's or A's output and its time in ms: what `ff swap` does to a video frame
-    (detect, swap, enhance, paste back), with the source prepared once."""
+                frame: np.ndarray) -> tuple[np.ndarray, list[Face], float]:
+    """A's or B's output, the faces it swapped and its time in ms: what `ff swap` does
+    to a video frame (detect, swap, enhance, paste back), the source prepared once."""
     output = frame.copy()
     start = time.perf_counter()
     faces = pipeline.faces(output)
     if faces:
         pipeline.swap_faces(output, faces, prepared, in_place=True)
-    return output, (time.perf_counter() - start) * 1000.0
+    return output, faces, (time.perf_counter() - start) * 1000.0
 
 
 def _prepared(runtime: Runtime, source: np.ndarray,
@@ -346,8 +351,8 @@ def compare(
         with tempfile.TemporaryFile(prefix="ff-compare-") as spool:
             pipeline, prepared = _prepared(runtime, source, first)
             for number, index, frame in _frames(media, max_frames):
-                output, ms = _swap_timed(pipeline, prepared, frame)
-                original = judge.original(frame)
+                output, faces, ms = _swap_timed(pipeline, prepared, frame)
+                original = judge.original(frame, pipeline, faces)
                 originals.append((number, index, original, judge.side(output, original, ms)))
                 for crop in metrics.face_crops(output, original.faces):
                     spool.write(crop.tobytes())
@@ -394,7 +399,7 @@ def _second_pass(
             _, _, frame = next(frames)
         except StopIteration:
             raise MediaError(f"{media[number][0]} decoded to fewer frames the second time") from None
-        output, ms = _swap_timed(pipeline, prepared, frame)
+        output, _, ms = _swap_timed(pipeline, prepared, frame)
         ssim = psnr = None
         if original.faces:
             before = _unspool(spool, len(original.faces))
