@@ -23,9 +23,6 @@ from ffswap.compare import Comparison, FrameResult, Side, SideSummary, Summary, 
 from ffswap.errors import OutputError
 
 SPEC = 1
-CROP_HEIGHT = 192
-"""Crops are shown at most this tall: enough to see a face, small enough that a
-report of many inputs stays a few hundred KiB."""
 COLOURS = {"from": "#1f77b4", "to": "#d62728", "both": "#2ca02c"}
 
 
@@ -92,11 +89,6 @@ def write_json(comparison: Comparison, path: Path) -> None:
 
 
 def _png(image: np.ndarray) -> str:
-    height, width = image.shape[:2]
-    if height > CROP_HEIGHT:
-        scale = CROP_HEIGHT / height
-        image = cv2.resize(image, (max(1, round(width * scale)), CROP_HEIGHT),
-                           interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise OutputError("cannot encode a report crop as PNG")
@@ -211,7 +203,7 @@ table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ddd;padding
 font-size:13px;text-align:right}td:first-child,th:first-child{text-align:left}
 .total{font-weight:bold}.worse{color:#b00020}.ok{color:#2e7d32}
 figure{display:inline-block;margin:0 12px 12px 0}
-figcaption{font-size:12px;color:#555}img{display:block;image-rendering:auto}"""
+figcaption{font-size:12px;color:#555}img{display:block;width:192px}"""
 
 
 def render_html(comparison: Comparison) -> str:
