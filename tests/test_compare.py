@@ -10,8 +10,8 @@ The broken releases are 1.0.0's bytes with one flaw each, so they are compared f
 1.0.0: the slow one then computes exactly what 1.0.0 does.
 
 Timings on a shared 2-core machine wobble, so every run passes `--max-slowdown 3`:
-the slow release is planted at about 10x a whole frame (detect, swap, paste back) on
-these inputs here, far past it, while a good release's noise stays well below.
+the slow release is planted at about 10x a whole frame (SLOW_WORK), far past it,
+while a good release's noise stays well below (0.7-1.1x measured).
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ from tests.swap_fixtures import (
 )
 
 SLOW_WORK = 20
-"""Matrix products in the slow release: about 10x the good release's whole-frame time
-on these inputs (3 ms a frame on the CI-class VM; see bench/RESULTS.md)."""
+"""Matrix products ([512, 512] each) in the slow release. The planted slowdown is in
+whole-frame terms (detect, swap, paste back, as `ff compare` times a frame), not in
+terms of the swapper's own run: about 10x the good release's 3 ms frames on these
+inputs on an idle 2-core VM, more under load (17-29x measured with a neighbour's
+test run), since the products contend for the cores more than the rest of a frame."""
 BROKEN = {"nan": "1.2.0", "black": "1.3.0", "shifted": "1.4.0", "scrambled": "1.5.0",
           "slow": "1.6.0"}
 MODULES = {
