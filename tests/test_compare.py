@@ -231,3 +231,27 @@ def test_threshold_names_and_defaults_are_the_documented_ones() -> None:
     assert {name: getattr(Thresholds(), name) for name in Thresholds.names()} == {
         "max_ssim_drop": 0.15, "max_identity_drop": 0.10, "max_found_drop": 0.10,
         "max_landmark_shift": 0.05, "max_slowdown": 1.5}
+
+
+def test_frames_without_faces_are_counted_not_measured(tmp_path: Path, grace: np.ndarray) -> None:
+    from ffswap.report import render_html, summary
+
+    (tmp_path / "r.onnx").write_bytes(standins.face_recognizer(0))
+    for version, strength in (("1.0.0", 0.6), ("1.1.0", 0.7)):
+        (tmp_path / f"{version}.onnx").write_bytes(standins.face_swapper(0, strength))
+    models = FileModelProvider({
+        "face_detector": {"y": YUNET}, "face_recognizer": {"r": tmp_path / "r.onnx"},
+        "face_swapper": {v: tmp_path / f"{v}.onnx" for v in ("1.0.0", "1.1.0")}})
+    empty = tmp_path / "empty.png"
+    cv2.imwrite(str(empty), np.full((96, 96, 3), 128, np.uint8))
+    result = compare(models, "face_swapper", "1.0.0", "1.1.0", grace, [empty, ASTRONAUT],
+                     execution_provider="cpu")
+    nothing, portrait = result.inputs
+    assert (nothing.summary.frames, nothing.summary.faces, nothing.sample) == (1, 0, None)
+    assert nothing.summary.ssim is None and nothing.summary.b.found is None
+    assert (result.total.frames, result.total.faces) == (2, 1)
+    assert result.total.ssim == portrait.summary.ssim and 0.9 < result.total.ssim < 1
+    assert not result.worse or {f.metric for f in result.failures} == {"slowdown"}
+    data = summary(result)
+    assert data["inputs"][0]["ssim"] is None and data["inputs"][0]["to"]["displacement"] is None
+    assert render_html(result).count("data:image/png;base64,") == 3
