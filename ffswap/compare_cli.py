@@ -14,6 +14,7 @@ from ffswap.thresholds import MAX_FRAMES, Thresholds
 
 FC = TypeVar("FC", bound=Callable[..., object])
 
+
 def _limit(name: str, help_text: str, minimum: float = 0.0) -> Callable[[FC], FC]:
     return click.option(f"--{name.replace('_', '-')}", name, type=click.FloatRange(min=minimum),
                         default=getattr(Thresholds, name), show_default=True, help=help_text)
