@@ -15,10 +15,7 @@ from ffstore.lockfile import Lock
 if TYPE_CHECKING:  # the inference stack loads only when a swap runs
     from ffswap.runtime import ActiveModel
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-
-
-def _as_ff_error(exc: Exception) -> FFError:
+def as_ff_error(exc: Exception) -> FFError:
     from ffswap.errors import ContractError, MediaError
 
     message = " ".join(str(exc).split())  # one line, even for multi-line contract reports
@@ -59,7 +56,7 @@ class FrameProgress:
             self._stream.flush()
 
 
-def _entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]:
+def runtime_entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]:
     """The lock entries ff swap loads, and those it leaves to FaceFusion."""
     from ffswap.zoo import RUNTIME_MODULES
 
@@ -119,14 +116,14 @@ def swap(state: CliState, source: str, target: str, output: str,
     from ffstore.progress import for_terminal, format_size
     from ffswap.errors import SwapError
     from ffswap.locked import LockedModels
-    from ffswap.media import read_image, write_image
+    from ffswap.media import VIDEO_SUFFIXES, read_image, write_image
     from ffswap.runtime import Runtime
 
     context = state.context(execution_provider=execution_provider,
                             execution_threads=execution_threads, offline=offline or None,
                             use=",".join(use) or None)
     lock = context.require_lock()
-    used, unused = _entries(lock, no_enhance)
+    used, unused = runtime_entries(lock, no_enhance)
     versions = _versions(lock, used, context.setting("use"))
     if unused:
         state.note(f"ff swap does not use {', '.join(unused)} (locked for FaceFusion: ff export)")
@@ -159,4 +156,4 @@ def swap(state: CliState, source: str, target: str, output: str,
                 click.echo(f"wrote {output} ({summary}; {runtime.provider})")
                 click.echo("ran " + ", ".join(_ran(model, lock) for model in runtime.active.values()))
     except SwapError as exc:
-        raise _as_ff_error(exc) from None
+        raise as_ff_error(exc) from None

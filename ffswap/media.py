@@ -11,6 +11,10 @@ import numpy as np
 from ffstore.fsutil import atomic_write
 from ffswap.errors import MediaError
 
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+"""What ff swap and ff compare take as a video (by name, as FaceFusion does)."""
+
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image as BGR uint8 [H, W, 3].

@@ -1,9 +1,9 @@
 """How good a swapped face is, as numbers: shared by `ff compare` (two versions side
 by side) and guarded runs (one version against the previous one, as it runs).
 
-Image similarity comes from scikit-image (the field's reference implementations of
-PSNR and SSIM); identity is the cosine of the locked recogniser's embeddings, as
-FaceFusion compares faces; whether a face survived the swap is the locked detector
+Image similarity comes from the field's libraries (scikit-image's SSIM, OpenCV's
+PSNR), taken on faces cropped to one fixed size; identity is the cosine of the locked
+recogniser's embeddings, as FaceFusion compares faces; whether a face survived the swap is the locked detector
 finding it again, with its five landmarks' displacement in units of the face's size.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ffswap.face import Face, unit
@@ -19,12 +20,14 @@ from ffswap.pipeline import Detector, Recognizer
 
 
 def psnr(reference: np.ndarray, image: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 images; inf when identical."""
-    from skimage.metrics import peak_signal_noise_ratio
+    """Peak signal-to-noise ratio in dB of two uint8 images; inf when identical.
 
+    OpenCV's rather than scikit-image's (the same formula, data range 255): importing
+    skimage's PSNR pulls in scipy.stats, 0.6 s of every `ff compare` start-up
+    (bench/RESULTS.md)."""
     if np.array_equal(reference, image):
         return math.inf
-    return float(peak_signal_noise_ratio(reference, image, data_range=255))
+    return float(cv2.PSNR(reference, image, 255.0))
 
 
 def ssim(reference: np.ndarray, image: np.ndarray) -> float:
@@ -32,6 +35,39 @@ def ssim(reference: np.ndarray, image: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     return float(structural_similarity(reference, image, channel_axis=2, data_range=255))
+
+
+def pooled_psnr(values: list[float]) -> float:
+    """PSNR of several equally sized comparisons taken together (of their mean squared
+    error), not the mean of their dB: one identical pair (inf) would swamp that."""
+    if not values:
+        raise ValueError("no PSNR values to pool")
+    mean_error = sum(10.0 ** (-value / 10.0) for value in values) / len(values)
+    return math.inf if mean_error == 0 else -10.0 * math.log10(mean_error)
+
+
+FACE_CROP = 128
+"""Side of the square, in pixels, that image metrics compare faces at: the
+inswapper family's working resolution, so nothing a 128 px swapper produces is lost,
+and small enough that SSIM costs a few ms a face whatever the frame's size."""
+
+
+def face_crops(image: np.ndarray, faces: list[Face], size: int = FACE_CROP,
+               margin: float = 0.5) -> list[np.ndarray]:
+    """Each face as a ``size`` square: the square around its box, grown by ``margin``
+    of the box per side (a swap's crop and paste-back reach past the box), scaled to a
+    fixed size so a face scores alike in a 4K and a 480p frame and costs the same.
+    Beyond the image's edge the square is black, in every version alike."""
+    crops = []
+    for face in faces:
+        x1, y1, x2, y2 = (float(v) for v in face.box)
+        side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * margin)
+        scale = size / side
+        left, top = (x1 + x2 - side) / 2, (y1 + y2 - side) / 2
+        matrix = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]], np.float32)
+        crops.append(cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA
+                                    if scale < 1 else cv2.INTER_LINEAR))
+    return crops
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,15 +99,26 @@ class Refound:
 def refind(detector: Detector, image: np.ndarray, face: Face,
            min_overlap: float = 0.3) -> Refound:
     """Detect faces in the swapped `image` and match the one where `face` was."""
-    best, best_overlap = None, min_overlap
-    for candidate in detector.detect(image):
-        overlap = box_iou(face.box, candidate.box)
-        if overlap >= best_overlap:
-            best, best_overlap = candidate, overlap
-    if best is None:
-        return Refound(False, math.inf)
-    moved = np.linalg.norm(best.landmarks - face.landmarks, axis=1).mean()
-    return Refound(True, float(moved) / face_size(face))
+    return refind_all(detector, image, [face], min_overlap)[0]
+
+
+def refind_all(detector: Detector, image: np.ndarray, faces: list[Face],
+               min_overlap: float = 0.3) -> list[Refound]:
+    """`refind` for every face of a frame, detecting once rather than once per face."""
+    candidates = detector.detect(image)
+    found = []
+    for face in faces:
+        best, best_overlap = None, min_overlap
+        for candidate in candidates:
+            overlap = box_iou(face.box, candidate.box)
+            if overlap >= best_overlap:
+                best, best_overlap = candidate, overlap
+        if best is None:
+            found.append(Refound(False, math.inf))
+            continue
+        moved = np.linalg.norm(best.landmarks - face.landmarks, axis=1).mean()
+        found.append(Refound(True, float(moved) / face_size(face)))
+    return found
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

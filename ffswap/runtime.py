@@ -183,6 +183,11 @@ class Runtime:
             parts = {_PIPELINE_ROLES[model.role]: model.adapter for model in self._active.values()}
             return FaceSwapper(**parts), self._generation
 
+    def pipeline(self) -> FaceSwapper:
+        """The current models as one pipeline, for callers that drive its stages
+        themselves: ff compare times the swap alone, apart from what it measures."""
+        return self._snapshot()[0]
+
     def swap_image(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Swap the source's identity onto every face of the target (BGR uint8)."""
         pipeline, _ = self._snapshot()

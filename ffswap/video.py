@@ -103,7 +103,7 @@ def _write_frames(
         stop.set()
 
 
-def _open_capture(path: Path) -> cv2.VideoCapture:
+def open_capture(path: Path) -> cv2.VideoCapture:
     if not path.is_file():
         raise MediaError(f"cannot read video {path}: no such file")
     capture = cv2.VideoCapture(str(path))
@@ -137,7 +137,7 @@ def process_video(
         raise MediaError(
             f"unsupported video output type {destination.suffix!r}; use one of {sorted(_FOURCC)}"
         )
-    capture = _open_capture(source)
+    capture = open_capture(source)
     try:
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
