@@ -36,7 +36,8 @@ def _limit(name: str, help_text: str, minimum: float = 0.0) -> Callable[[FC], FC
               help="Write the HTML report here (self-contained).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON summary here (docs/FORMATS.md).")
-@_limit("max_ssim_drop", "Fail when 1 - SSIM of the two outputs, around the faces, exceeds this.")
+@_limit("max_ssim_drop", "Fail when 1 - SSIM of the two outputs, around the faces, exceeds this "
+        "(off unless given: it measures change, not regression).")
 @_limit("max_identity_drop", "Fail when identity to the source face falls by more than this.")
 @_limit("max_found_drop", "Fail when the share of faces found again falls by more than this.")
 @_limit("max_landmark_shift", "Fail when landmark displacement (in face sizes) rises by more.")

@@ -215,8 +215,8 @@ def render_html(comparison: Comparison) -> str:
                + "</ul>") if comparison.worse else (
         f'<p class="ok"><b>{html.escape(b.version)} is not worse than {html.escape(a.version)} '
         "beyond the thresholds</b></p>")
-    thresholds = ", ".join(f"{name} {getattr(comparison.thresholds, name):g}"
-                           for name in comparison.thresholds.names())
+    thresholds = ", ".join(f"{name} {limit:g}" for name in comparison.thresholds.names()
+                           if (limit := getattr(comparison.thresholds, name)) is not None)
     head = ["input", "frames", "faces", "SSIM mean → worst", "PSNR dB", "found", "landmark shift",
             "identity to source", "identity to target", "ms per frame", "slowdown"]
     rows = [_row(f"{result.path.name} ({result.kind})", result.summary)
