@@ -63,8 +63,14 @@ class Refound:
 def refind(detector: Detector, image: np.ndarray, face: Face,
            min_overlap: float = 0.3) -> Refound:
     """Detect faces in the swapped `image` and match the one where `face` was."""
+    return rematch(detector.detect(image), face, min_overlap)
+
+
+def rematch(found: list[Face], face: Face, min_overlap: float = 0.3) -> Refound:
+    """`refind` on faces already detected in the swapped image: one detection then
+    serves every face of a frame (the detector is the cost of a guarded run's check)."""
     best, best_overlap = None, min_overlap
-    for candidate in detector.detect(image):
+    for candidate in found:
         overlap = box_iou(face.box, candidate.box)
         if overlap >= best_overlap:
             best, best_overlap = candidate, overlap

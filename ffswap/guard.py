@@ -1,0 +1,199 @@
+"""Guarded runs (`ff swap --guard`): every swapped face is checked as it is made,
+and a swapper version that keeps failing is switched back to the previous
+generation's version between frames, with the frames it spoiled redone.
+
+This module is the policy: which checks run on which frames, what counts as a bad
+frame, when a version trips. The Runtime (ffswap.runtime) does the switching and,
+through ffswap.video's Review, the holding back and redoing; the CLI records the
+rollback in facefusion.lock. Checks, in order of cost:
+
+- every face of every frame, nearly free: the swapper's raw crop, before paste-back
+  clips it to pixels (non-finite values; a crop mostly clipped to black or white);
+- on sampled frames, the costly ones, each measured against the previous version on
+  the very same frame and faces (a reference session of that version, loaded once):
+  does the detector still find the face, how far did its landmarks move, and how
+  much does it look like the source (the recogniser's identity)?
+
+A frame is bad when any of its faces is. The version trips when TRIP_AT of the last
+WINDOW judged frames are bad (one bad image trips at once): a single odd frame is
+not a regression, a run of them is.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffswap.face import Face
+from ffswap.metrics import identity, rematch
+from ffswap.pipeline import FaceSwapper
+
+SATURATED_SHARE = 0.5
+"""A crop with at least this share of its values clipped to black (<= 0) or white
+(>= 255) is saturated. A black or white face is what a broken normalisation or a
+dead output layer gives; the stand-in releases clip at most 0.7 % of a crop on
+the test videos, a real face has highlights and shadows but not half of it."""
+
+LANDMARK_EXCESS = 0.03
+"""How much farther, in face sizes (the box diagonal), the detector may find a
+face's five landmarks from where they were than it finds them after the previous
+version's swap. The good stand-in releases stay within 0.021 of each other on the
+test videos and the 720p clip; a face rolled 32 px in its crop moves them 0.10 to
+0.29, a transposed one 0.03 to 0.15 when it is found at all (about a third of
+the transposed faces are; the window, not each frame, catches it)."""
+
+IDENTITY_DROP = 0.3
+"""How far the swapped face's identity to the source (cosine of the recogniser's
+embeddings) may fall below the previous version's on the same face. A swapper that
+stops transferring the identity falls by much more; the good stand-in releases
+never fell at all on the test videos (the stand-in recogniser sees mostly colour,
+so its figures say little about real models: this bound is a cautious one)."""
+
+SAMPLE_EVERY = 10
+"""Every this-many-th frame gets the costly checks (a reference swap, two
+detections, the identities: about a frame's worth of work), besides the first
+WINDOW frames with faces and every frame while the window holds a bad one. One in
+ten keeps the guard's cost near 10 % of the run on the 720p clip (bench/bench_guard.py,
+target at most 15 %)."""
+
+WINDOW = 5
+TRIP_AT = 3
+"""The version trips when TRIP_AT of the last WINDOW judged frames are bad: a run
+of bad frames, not one odd frame (a face half out of the picture, a motion blur)."""
+
+GuardReport = Callable[["Trip"], None]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a guarded run watches: the swapper's lock entry (``module``), the version
+    it falls back to when its current one trips (``fallback``, what `ff rollback`
+    would pick), and who is told, once the run is done (``on_trip``)."""
+
+    module: str
+    fallback: str
+    on_trip: GuardReport
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A guard trip: ``module`` went from ``from_version`` to ``to_version`` for
+    ``reason``; the frames from ``first_bad`` on were made again (``redone`` frames
+    processed again, counting those in work when it tripped). An image is frame 0."""
+
+    module: str
+    from_version: str
+    to_version: str
+    reason: str
+    first_bad: int
+    redone: int
+
+
+def crop_fault(crop: np.ndarray) -> str | None:
+    """What is wrong with one face's raw swapped crop (pixel units), if anything."""
+    if not np.isfinite(crop.sum(dtype=np.float64)):  # one pass; inf and NaN both survive it
+        return "non-finite output"
+    clipped = np.count_nonzero((crop <= 0.0) | (crop >= 255.0)) / crop.size
+    if clipped >= SATURATED_SHARE:
+        return f"saturated output ({clipped:.0%} black or white)"
+    return None
+
+
+class Watch:
+    """One guarded run's judge. Workers call :meth:`swap` for frames made by the
+    guarded version, in any order; the video pipeline calls :meth:`settle` in frame
+    order. ``reference`` is the same pipeline with the previous version's swapper
+    and ``reference_source`` that swapper's source input; ``source_embedding`` is the
+    source face's identity, ``fallback`` the previous version's name (for reasons).
+    ``workers`` frames in work at once bound how far back a trip reaches (``hold``)."""
+
+    def __init__(self, reference: FaceSwapper, reference_source: np.ndarray,
+                 source_embedding: np.ndarray, fallback: str, *, workers: int = 1,
+                 window: int = WINDOW, trip_at: int = TRIP_AT) -> None:
+        self._reference = reference
+        self._reference_source = reference_source
+        self._embedding = source_embedding
+        self._fallback = fallback
+        self._trip_at = trip_at
+        # From the first bad frame in the window to the trip: the frames in work when
+        # it was found (perhaps unsampled), then at most window - 1 judged ones.
+        self.hold = window + workers
+        self._lock = threading.Lock()
+        self._verdicts: dict[int, str | None] = {}  # judged, not settled: index -> fault
+        self._window: deque[tuple[int, str | None]] = deque(maxlen=window)
+        self._sampled = 0
+        self._alert = False
+        self.tripped: tuple[int, str] | None = None
+        """(first bad frame, reason) once the version has tripped."""
+
+    def swap(self, index: int, frame: np.ndarray, faces: list[Face], pipeline: FaceSwapper,
+             source: np.ndarray) -> np.ndarray:
+        """Swap ``faces`` of ``frame`` (left unchanged) with the guarded ``pipeline``
+        and judge the result: every face's crop, and on sampled frames the costly
+        checks. The verdict waits for :meth:`settle`."""
+        faults: list[str] = []
+
+        def inspect(_: Face, crop: np.ndarray) -> None:
+            fault = crop_fault(crop)
+            if fault is not None:
+                faults.append(fault)
+
+        result = pipeline.swap_faces(frame, faces, source, inspect=inspect)
+        if faults:
+            self._record(index, faults[0])
+        elif self._due(index):
+            self._record(index, self._compare(frame, faces, result))
+        return result
+
+    def _due(self, index: int) -> bool:
+        with self._lock:
+            due = self._alert or self._sampled < (self._window.maxlen or 1) or \
+                index % SAMPLE_EVERY == 0
+            self._sampled += due
+            return due
+
+    def _record(self, index: int, fault: str | None) -> None:
+        with self._lock:
+            self._verdicts[index] = fault
+            self._alert = self._alert or fault is not None
+
+    def _compare(self, frame: np.ndarray, faces: list[Face], result: np.ndarray) -> str | None:
+        """The costly checks of one frame against the previous version's swap of it."""
+        reference = self._reference.swap_faces(frame, faces, self._reference_source)
+        detector, recognizer = self._reference.detector, self._reference.recognizer
+        found, found_before = detector.detect(result), detector.detect(reference)
+        for face in faces:
+            now, before = rematch(found, face), rematch(found_before, face)
+            if before.found and not now.found:
+                return "face no longer detected"
+            if now.found and before.found and now.displacement - before.displacement > LANDMARK_EXCESS:
+                return (f"landmarks moved {now.displacement:.2f} face sizes "
+                        f"({self._fallback}: {before.displacement:.2f})")
+            ours = identity(recognizer, result, face, self._embedding)
+            theirs = identity(recognizer, reference, face, self._embedding)
+            if theirs - ours > IDENTITY_DROP:
+                return f"identity to the source {ours:.2f} ({self._fallback}: {theirs:.2f})"
+        return None
+
+    def settle(self, index: int) -> int | None:
+        """Take frame ``index``'s verdict into the window (frames in order); the
+        first bad frame to redo from when the version trips on it, else None."""
+        with self._lock:
+            if self.tripped is not None or index not in self._verdicts:
+                return None
+            self._window.append((index, self._verdicts.pop(index)))
+            bad = [(frame, fault) for frame, fault in self._window if fault is not None]
+            self._alert = bool(bad) or any(fault is not None for fault in self._verdicts.values())
+            if len(bad) < self._trip_at:
+                return None
+            first, fault = bad[0]
+            if self._window.maxlen == 1:
+                self.tripped = (first, fault or "")
+            else:
+                self.tripped = (first, f"{fault} on {len(bad)} of {len(self._window)} checked "
+                                       f"frames from frame {first}")
+            return first
