@@ -1,16 +1,23 @@
 """`ff swap`: the face-swap command, plugged into the ff CLI through the
 `ff.commands` entry point so store verbs never import the inference stack."""
 
+from __future__ import annotations
+
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from ffstore.cli import CliState, pass_state
+from ffstore.context import Context
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.lockfile import Lock
+
+if TYPE_CHECKING:
+    from ffswap.guard import Guard, GuardReport, Trip
+    from ffswap.runtime import Runtime
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -83,10 +90,13 @@ def _entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]:
 @click.option("--no-enhance", is_flag=True, help="Skip the face_enhancer even if locked.")
 @click.option("--offline", is_flag=True, default=None,
               help="Use only models already in the store (setting offline).")
+@click.option("--guard/--no-guard", default=None,
+              help="Check each swapped face against the previous swapper version and roll "
+                   "back a version that fails (setting guard).")
 @pass_state
 def swap(state: CliState, source: str, target: str, output: str,
          execution_provider: str | None, execution_threads: int | None, no_enhance: bool,
-         offline: bool | None) -> None:
+         offline: bool | None, guard: bool | None) -> None:
     """Swap the face in SOURCE onto every face in TARGET, with the locked models."""
     from ffstore.progress import for_terminal, format_size
     from ffswap.errors import SwapError
@@ -95,7 +105,8 @@ def swap(state: CliState, source: str, target: str, output: str,
     from ffswap.runtime import Runtime
 
     context = state.context(execution_provider=execution_provider,
-                            execution_threads=execution_threads, offline=offline or None)
+                            execution_threads=execution_threads, offline=offline or None,
+                            guard=guard)
     lock = context.require_lock()
     used, unused = _entries(lock, no_enhance)
     if unused:
@@ -105,14 +116,17 @@ def swap(state: CliState, source: str, target: str, output: str,
         with for_terminal(quiet, format_size) as fetching:
             models = LockedModels(context, offline=context.setting("offline"), progress=fetching)
             models.fetch(used)
+        trips: list[Trip] = []
         with Runtime(models, dict.fromkeys(used),
                      execution_provider=context.setting("execution_provider")) as runtime:
+            watching = _guard(context, runtime, trips.append) if context.setting("guard") else None
             face = read_image(source)
             if Path(target).suffix.lower() in VIDEO_SUFFIXES:
                 progress = FrameProgress(sys.stderr) if not quiet and sys.stderr.isatty() else None
                 try:
                     result = runtime.swap_video(face, target, output, progress=progress,
-                                                workers=context.setting("execution_threads"))
+                                                workers=context.setting("execution_threads"),
+                                                guard=watching)
                 finally:
                     if progress is not None:
                         progress.end()
@@ -123,7 +137,7 @@ def swap(state: CliState, source: str, target: str, output: str,
                 elif result.audio == "kept":
                     summary += ", audio kept"
             else:
-                write_image(output, runtime.swap_image(face, read_image(target)))
+                write_image(output, runtime.swap_image(face, read_image(target), guard=watching))
                 summary = "1 image"
             if not quiet:
                 click.echo(f"wrote {output} ({summary}; {runtime.provider})")
@@ -131,3 +145,29 @@ def swap(state: CliState, source: str, target: str, output: str,
                                               for m in runtime.active.values()))
     except SwapError as exc:
         raise _as_ff_error(exc) from None
+    for trip in trips:
+        click.echo(_record_trip(context, trip))
+
+
+def _guard(context: Context, runtime: Runtime, report: GuardReport) -> Guard:
+    """The guard over the running swapper, falling back to the version `ff rollback`
+    would pick; an FFError, before anything is written, when there is none."""
+    from ffstore.lock_changes import previous_version
+    from ffswap.guard import Guard
+    from ffswap.zoo import SWAPPER
+
+    swapper = next(model for model in runtime.active.values() if model.role == SWAPPER)
+    return Guard(swapper.name, previous_version(context, swapper.name).version, report)
+
+
+def _record_trip(context: Context, trip: Trip) -> str:
+    """Roll the lock back when the version that tripped is the locked one (the hold
+    keeps `ff lock --upgrade` from bringing it back); the line that says so."""
+    from ffstore.lock_changes import rollback
+
+    said = f"{trip.module} {trip.from_version} -> {trip.to_version} ({trip.reason}); " \
+           f"{trip.redone} frame{'s' if trip.redone != 1 else ''} redone"
+    if context.require_lock().module(trip.module).version != trip.from_version:
+        return f"guard switched {said}; facefusion.lock is unchanged (not the locked version)"
+    rollback(context, trip.module, by="guard", reason=trip.reason)
+    return f"guard rollback {said}"

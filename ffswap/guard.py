@@ -11,8 +11,9 @@ rollback in facefusion.lock. Checks, in order of cost:
   clips it to pixels (non-finite values; a crop mostly clipped to black or white);
 - on sampled frames, the costly ones, each measured against the previous version on
   the very same frame and faces (a reference session of that version, loaded once):
-  does the detector still find the face, how far did its landmarks move, and how
-  much does it look like the source (the recogniser's identity)?
+  does the crop still have that version's structure, does the detector still find
+  the face, how far did its landmarks move, and how much does it look like the
+  source (the recogniser's identity)?
 
 A frame is bad when any of its faces is. The version trips when TRIP_AT of the last
 WINDOW judged frames are bad (one bad image trips at once): a single odd frame is
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffswap.face import Face
-from ffswap.metrics import identity, rematch
+from ffswap.metrics import correlation, identity, rematch
 from ffswap.pipeline import FaceSwapper
 
 SATURATED_SHARE = 0.5
@@ -38,20 +39,31 @@ SATURATED_SHARE = 0.5
 dead output layer gives; the stand-in releases clip at most 0.7 % of a crop on
 the test videos, a real face has highlights and shadows but not half of it."""
 
-LANDMARK_EXCESS = 0.03
+CROP_CORRELATION = 0.6
+"""The lowest correlation (ffswap.metrics.correlation) a swapped crop may have with
+the previous version's crop of the same face. Two versions of a swapper render the
+same face in the same pose and light, so their crops move together even when one
+tints or sharpens more: the good stand-in releases, whose tints differ, correlate
+at 1.000 on every test image, video and the 720p clip; a face rolled 32 px in its
+crop at 0.29 at most, a transposed one at 0.42 at most. Not calibrated on real
+releases: 0.6 leaves room for a retrained model's different detail."""
+
+LANDMARK_EXCESS = 0.2
 """How much farther, in face sizes (the box diagonal), the detector may find a
 face's five landmarks from where they were than it finds them after the previous
-version's swap. The good stand-in releases stay within 0.021 of each other on the
-test videos and the 720p clip; a face rolled 32 px in its crop moves them 0.10 to
-0.29, a transposed one 0.03 to 0.15 when it is found at all (about a third of
-the transposed faces are; the window, not each frame, catches it)."""
+version's swap: a backstop for a face the swap bends out of shape, which the crop
+correlation may miss. Loose, because landmarks found on a swapped face are noisy:
+the stand-in releases 1.0.0 and 1.1.0 (tint strength 0.6 and 0.8) differ by up to
+0.06 on the test images and videos and by up to 0.16 on a close-up where the
+stronger tint all but hides the face; a face rolled 32 px in its crop moves them
+by 0.13 to 0.29."""
 
 IDENTITY_DROP = 0.3
 """How far the swapped face's identity to the source (cosine of the recogniser's
-embeddings) may fall below the previous version's on the same face. A swapper that
-stops transferring the identity falls by much more; the good stand-in releases
-never fell at all on the test videos (the stand-in recogniser sees mostly colour,
-so its figures say little about real models: this bound is a cautious one)."""
+embeddings) may fall below the previous version's on the same face. The good
+stand-in releases fell by at most 0.08 on the test images and videos; NaN output
+(pasted as black) by 0.67 or more. The stand-in recogniser sees mostly colour, so
+these figures say little about real models: the bound is a cautious one."""
 
 SAMPLE_EVERY = 10
 """Every this-many-th frame gets the costly checks (a reference swap, two
@@ -135,18 +147,21 @@ class Watch:
         """Swap ``faces`` of ``frame`` (left unchanged) with the guarded ``pipeline``
         and judge the result: every face's crop, and on sampled frames the costly
         checks. The verdict waits for :meth:`settle`."""
+        due = self._due(index)
         faults: list[str] = []
+        crops: list[np.ndarray] = []  # in the order of faces: swap_faces goes through them so
 
         def inspect(_: Face, crop: np.ndarray) -> None:
             fault = crop_fault(crop)
             if fault is not None:
                 faults.append(fault)
+            crops.append(crop)
 
         result = pipeline.swap_faces(frame, faces, source, inspect=inspect)
         if faults:
             self._record(index, faults[0])
-        elif self._due(index):
-            self._record(index, self._compare(frame, faces, result))
+        elif due:
+            self._record(index, self._compare(frame, faces, result, crops))
         return result
 
     def _due(self, index: int) -> bool:
@@ -161,12 +176,19 @@ class Watch:
             self._verdicts[index] = fault
             self._alert = self._alert or fault is not None
 
-    def _compare(self, frame: np.ndarray, faces: list[Face], result: np.ndarray) -> str | None:
-        """The costly checks of one frame against the previous version's swap of it."""
-        reference = self._reference.swap_faces(frame, faces, self._reference_source)
+    def _compare(self, frame: np.ndarray, faces: list[Face], result: np.ndarray,
+                 crops: list[np.ndarray]) -> str | None:
+        """The costly checks of one frame against the previous version's swap of it;
+        ``crops`` are the guarded version's raw crops of ``faces``."""
+        crops_before: list[np.ndarray] = []
+        reference = self._reference.swap_faces(frame, faces, self._reference_source,
+                                               inspect=lambda _, crop: crops_before.append(crop))
         detector, recognizer = self._reference.detector, self._reference.recognizer
         found, found_before = detector.detect(result), detector.detect(reference)
-        for face in faces:
+        for face, crop, crop_before in zip(faces, crops, crops_before, strict=True):
+            alike = correlation(crop, crop_before)
+            if alike < CROP_CORRELATION:
+                return f"face unlike {self._fallback}'s (correlation {alike:.2f})"
             now, before = rematch(found, face), rematch(found_before, face)
             if before.found and not now.found:
                 return "face no longer detected"

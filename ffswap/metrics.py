@@ -34,6 +34,20 @@ def ssim(reference: np.ndarray, image: np.ndarray) -> float:
     return float(structural_similarity(reference, image, channel_axis=2, data_range=255))
 
 
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two channel-first images, channel by channel, averaged:
+    1 when their structure is the same whatever the brightness, tint or contrast
+    (a lighter or more strongly tinted swap), low for a face moved, flipped or
+    scrambled; 0 for a flat channel."""
+    values = []
+    for x, y in zip(a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64),
+                    strict=True):
+        x, y = x - x.mean(), y - y.mean()
+        spread = math.sqrt(float(x @ x) * float(y @ y))
+        values.append(float(x @ y) / spread if spread > 0 else 0.0)
+    return float(np.mean(values))
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings (FaceFusion's face distance is 1 - this)."""
     return float(np.dot(unit(a.ravel()), unit(b.ravel())))
