@@ -22,6 +22,7 @@ not a regression, a run of them is.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -68,9 +69,9 @@ these figures say little about real models: the bound is a cautious one."""
 SAMPLE_EVERY = 10
 """Every this-many-th frame gets the costly checks (a reference swap, two
 detections, the identities: about a frame's worth of work), besides the first
-WINDOW frames with faces and every frame while the window holds a bad one. One in
-ten keeps the guard's cost near 10 % of the run on the 720p clip (bench/bench_guard.py,
-target at most 15 %)."""
+frame with faces and every frame while the window holds a bad one. One in ten
+keeps the guard's cost within 15 % of the run on the 720p clip
+(bench/bench_guard.py)."""
 
 WINDOW = 5
 TRIP_AT = 3
@@ -121,23 +122,25 @@ class Watch:
     order. ``reference`` is the same pipeline with the previous version's swapper
     and ``reference_source`` that swapper's source input; ``source_embedding`` is the
     source face's identity, ``fallback`` the previous version's name (for reasons).
-    ``workers`` frames in work at once bound how far back a trip reaches (``hold``)."""
+
+    Once a frame is bad, every later frame is judged: those a worker had already
+    started unsampled are checked when they settle, so the first bad frame in the
+    window is never more than ``window - 1`` frames before the trip (``hold``)."""
 
     def __init__(self, reference: FaceSwapper, reference_source: np.ndarray,
-                 source_embedding: np.ndarray, fallback: str, *, workers: int = 1,
-                 window: int = WINDOW, trip_at: int = TRIP_AT) -> None:
+                 source_embedding: np.ndarray, fallback: str, *, window: int = WINDOW,
+                 trip_at: int = TRIP_AT) -> None:
         self._reference = reference
         self._reference_source = reference_source
         self._embedding = source_embedding
         self._fallback = fallback
         self._trip_at = trip_at
-        # From the first bad frame in the window to the trip: the frames in work when
-        # it was found (perhaps unsampled), then at most window - 1 judged ones.
-        self.hold = window + workers
+        self.hold = window
         self._lock = threading.Lock()
         self._verdicts: dict[int, str | None] = {}  # judged, not settled: index -> fault
+        self._unjudged: dict[int, tuple[np.ndarray, list[Face], np.ndarray, list[np.ndarray]]] = {}
         self._window: deque[tuple[int, str | None]] = deque(maxlen=window)
-        self._sampled = 0
+        self._lowest = math.inf  # the lowest frame index with faces seen so far
         self._alert = False
         self.tripped: tuple[int, str] | None = None
         """(first bad frame, reason) once the version has tripped."""
@@ -162,14 +165,19 @@ class Watch:
             self._record(index, faults[0])
         elif due:
             self._record(index, self._compare(frame, faces, result, crops))
+        else:
+            with self._lock:  # the pipeline holds these frames anyway until they settle
+                self._unjudged[index] = (frame, faces, result, crops)
         return result
 
     def _due(self, index: int) -> bool:
+        """Costly checks for this frame? The first frame with faces (the lowest index
+        to ask, whichever worker asks first), every SAMPLE_EVERY-th, and all while a
+        bad frame is about."""
         with self._lock:
-            due = self._alert or self._sampled < (self._window.maxlen or 1) or \
-                index % SAMPLE_EVERY == 0
-            self._sampled += due
-            return due
+            first = index < self._lowest
+            self._lowest = min(self._lowest, index)
+            return self._alert or first or index % SAMPLE_EVERY == 0
 
     def _record(self, index: int, fault: str | None) -> None:
         with self._lock:
@@ -184,17 +192,25 @@ class Watch:
         reference = self._reference.swap_faces(frame, faces, self._reference_source,
                                                inspect=lambda _, crop: crops_before.append(crop))
         detector, recognizer = self._reference.detector, self._reference.recognizer
-        found, found_before = detector.detect(result), detector.detect(reference)
+        found = detector.detect(result)
+        found_before: list[Face] | None = None
         for face, crop, crop_before in zip(faces, crops, crops_before, strict=True):
             alike = correlation(crop, crop_before)
             if alike < CROP_CORRELATION:
                 return f"face unlike {self._fallback}'s (correlation {alike:.2f})"
-            now, before = rematch(found, face), rematch(found_before, face)
-            if before.found and not now.found:
-                return "face no longer detected"
-            if now.found and before.found and now.displacement - before.displacement > LANDMARK_EXCESS:
-                return (f"landmarks moved {now.displacement:.2f} face sizes "
-                        f"({self._fallback}: {before.displacement:.2f})")
+            now = rematch(found, face)
+            # Only a face lost or moved past the bound can be worse than the previous
+            # version's: its detection (a frame's costliest step) is run only then.
+            if not now.found or now.displacement > LANDMARK_EXCESS:
+                if found_before is None:
+                    found_before = detector.detect(reference)
+                before = rematch(found_before, face)
+                if before.found and not now.found:
+                    return "face no longer detected"
+                if now.found and before.found and \
+                        now.displacement - before.displacement > LANDMARK_EXCESS:
+                    return (f"landmarks moved {now.displacement:.2f} face sizes "
+                            f"({self._fallback}: {before.displacement:.2f})")
             ours = identity(recognizer, result, face, self._embedding)
             theirs = identity(recognizer, reference, face, self._embedding)
             if theirs - ours > IDENTITY_DROP:
@@ -202,10 +218,18 @@ class Watch:
         return None
 
     def settle(self, index: int) -> int | None:
-        """Take frame ``index``'s verdict into the window (frames in order); the
-        first bad frame to redo from when the version trips on it, else None."""
+        """Take frame ``index``'s verdict into the window (frames in order), judging
+        it now if it went unsampled while a bad frame is about; the first bad frame
+        to redo from when the version trips on it, else None."""
         with self._lock:
-            if self.tripped is not None or index not in self._verdicts:
+            unjudged = self._unjudged.pop(index, None)
+            if self.tripped is not None:
+                return None
+            alert = self._alert
+        if unjudged is not None and alert:
+            self._record(index, self._compare(*unjudged))
+        with self._lock:
+            if index not in self._verdicts:
                 return None
             self._window.append((index, self._verdicts.pop(index)))
             bad = [(frame, fault) for frame, fault in self._window if fault is not None]
@@ -218,4 +242,5 @@ class Watch:
             else:
                 self.tripped = (first, f"{fault} on {len(bad)} of {len(self._window)} checked "
                                        f"frames from frame {first}")
+            self._unjudged.clear()
             return first

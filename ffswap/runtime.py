@@ -280,8 +280,7 @@ class Runtime:
         work: FrameFn | Review = frame_fn
         trips: list[Trip] = []
         if guard is not None:
-            watch, fallback = self._watch(guard, pipeline, face,
-                                          workers=workers or FRAME_WORKERS)
+            watch, fallback = self._watch(guard, pipeline, face)
 
             def process(index: int, frame: np.ndarray) -> np.ndarray | None:
                 current, current_generation, faces, prepared = prepare(frame)
