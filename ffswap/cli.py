@@ -146,7 +146,7 @@ def swap(state: CliState, source: str, target: str, output: str,
     except SwapError as exc:
         raise _as_ff_error(exc) from None
     for trip in trips:
-        click.echo(_record_trip(context, trip))
+        state.say(_record_trip(context, trip))
 
 
 def _guard(context: Context, runtime: Runtime, report: GuardReport) -> Guard:

@@ -202,9 +202,9 @@ class Runtime:
         faces = pipeline.target_faces(target)
         watch, fallback = self._watch(guard, pipeline, face, window=1, trip_at=1)
         result = watch.swap(0, target, faces, pipeline, pipeline.source_input(face))
-        if watch.settle(0) is None:
+        if watch.settle(0) is None or watch.tripped is None:
             return result
-        tripped = self._trip(guard, watch, fallback, redone=1)
+        tripped = self._trip(guard, watch.tripped, fallback, redone=1)
         redo, _ = self._snapshot()
         result = redo.swap_faces(target, faces, redo.source_input(face))
         guard.on_trip(tripped)
@@ -223,10 +223,11 @@ class Runtime:
         return Watch(reference, reference.source_input(face), face.embedding, fallback.version,
                      **window), fallback
 
-    def _trip(self, guard: Guard, watch: Watch, fallback: ActiveModel, redone: int) -> Trip:
-        """Switch the guarded swapper back to ``fallback``; the report of the trip."""
-        assert watch.tripped is not None
-        first_bad, reason = watch.tripped
+    def _trip(self, guard: Guard, verdict: tuple[int, str], fallback: ActiveModel,
+              redone: int) -> Trip:
+        """Switch the guarded swapper back to ``fallback``; the report of the trip
+        (``verdict``: the first bad frame and the reason)."""
+        first_bad, reason = verdict
         tripped = self.active[guard.module].version
         self._install(guard.module, fallback)
         return Trip(guard.module, tripped, fallback.version, reason, first_bad, redone)
@@ -292,8 +293,8 @@ class Runtime:
 
             def settle(index: int) -> int | None:
                 recall = watch.settle(index)
-                if recall is not None:
-                    trips.append(self._trip(guard, watch, fallback, redone=0))
+                if recall is not None and watch.tripped is not None:
+                    trips.append(self._trip(guard, watch.tripped, fallback, redone=0))
                 return recall
 
             work = Review(process, settle, watch.hold)
