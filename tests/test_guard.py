@@ -23,7 +23,8 @@ import onnxruntime as ort
 import pytest
 
 from ffswap import standins
-from ffswap.guard import SATURATED_SHARE, crop_fault
+from ffswap.face import Face
+from ffswap.guard import SATURATED_SHARE, WINDOW, Watch, crop_fault
 from ffswap.metrics import correlation
 from ffswap.video import Review, process_video
 from tests.broken_releases import broken_swapper
@@ -215,6 +216,54 @@ def test_crop_correlation_ignores_tint_and_contrast_not_structure(grace: np.ndar
     assert correlation(face, np.roll(face, 45, axis=2)) < 0.6  # shifted
     assert correlation(face, face.transpose(0, 2, 1)) < 0.6  # scrambled
     assert correlation(face, np.zeros_like(face)) == 0.0  # black
+
+
+class _StandInPipeline:
+    """Just enough of a FaceSwapper for a Watch: one fixed face that the detector
+    finds where it was, one identity, and a crop that is NaN on ``bad`` frames."""
+
+    def __init__(self, bad: tuple[int, ...] = ()) -> None:
+        self.bad = bad
+        self.detector, self.recognizer = self, self
+        self.face = Face(np.array([10, 10, 60, 60], np.float32), 0.9,
+                         np.array([[25, 30], [45, 30], [35, 40], [28, 50], [42, 50]], np.float32))
+        self.crop = np.random.default_rng(1).uniform(20, 230, (3, 128, 128)).astype(np.float32)
+
+    def swap_faces(self, frame: np.ndarray, faces: list[Face], source: np.ndarray, *,
+                   inspect: Callable[[Face, np.ndarray], None]) -> np.ndarray:
+        index = int(frame[0, 0, 0])
+        inspect(faces[0], self.crop * (np.nan if index in self.bad else 1.0))
+        return frame.copy()
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return [self.face]
+
+    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return np.ones(512, np.float32)
+
+
+def _judge(bad: tuple[int, ...], frames: int = 30) -> tuple[int | None, Watch]:
+    """Frames 0.. through a Watch in order, NaN crops on ``bad`` ones; the recall."""
+    reference = _StandInPipeline()
+    watch = Watch(reference, np.zeros(512), np.ones(512), "1.1.0")  # type: ignore[arg-type]
+    guarded = _StandInPipeline(bad)
+    for index in range(frames):
+        frame = np.full((8, 8, 3), index, np.uint8)
+        watch.swap(index, frame, [guarded.face], guarded, np.zeros(512))  # type: ignore[arg-type]
+        recall = watch.settle(index)
+        if recall is not None:
+            return recall, watch
+    return None, watch
+
+
+def test_one_odd_frame_does_not_trip_a_run_of_them_does() -> None:
+    assert _judge((3,))[0] is None
+    assert _judge((3, 9))[0] is None  # two, more than a window apart
+    # Judged: frame 0 (the first with a face), 11 (bad), and from then on every frame.
+    recall, watch = _judge((11, 13, 14))
+    assert recall == 11
+    assert watch.tripped == (11, "non-finite output on 3 of 5 checked frames from frame 11")
+    assert watch.hold == WINDOW
 
 
 def test_a_recall_redoes_the_held_frames_from_the_first_bad_one(tmp_path: Path) -> None:
