@@ -29,7 +29,7 @@ from ffswap.metrics import correlation
 from ffswap.video import Review, process_video
 from tests.broken_releases import broken_swapper
 from tests.conftest import Result, Workspace, ff_runner
-from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER, YUNET, pan_video
+from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER, YUNET, pan_video, read_frames
 
 ort.set_default_logger_severity(3)
 
@@ -85,19 +85,6 @@ def _late_face_video(path: Path, image: np.ndarray, frames: int = 12) -> Path:
         writer.write(frame)
     writer.release()
     return path
-
-
-def read_frames(video: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return frames
-            frames.append(frame)
-    finally:
-        capture.release()
 
 
 @pytest.fixture(scope="module")
