@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from ffstore.cli import CliState, pass_state
-from ffstore.context import Context
 from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.lockfile import Lock
 
 if TYPE_CHECKING:
+    from ffstore.context import Context
     from ffswap.guard import Guard, GuardReport, Trip
     from ffswap.runtime import Runtime
 

@@ -42,16 +42,17 @@ class Review:
 
     ``process(index, frame)`` is the frame work; it must leave ``frame`` unchanged,
     since a recalled frame is processed again from it. ``settle(index)`` is called
-    in frame order once frame ``index`` is processed: ``None`` lets it through, an
-    index recalls every frame from that one on, which is then processed again by
-    ``process`` (by then on whatever models the recall put in place). ``hold``
-    processed frames are kept back from the encoder, so a recall can reach that far
-    back; recalling a frame already written is an error.
+    in frame order once frame ``index`` is processed: ``None`` lets it through, the
+    index of this or an earlier frame recalls every frame from that one on, each then
+    processed again by ``process`` (by then on whatever models the recall put in
+    place). ``hold`` processed frames are kept back from the encoder, so a recall can
+    reach that far back; recalling a frame already written is an error.
     """
 
     process: Callable[[int, np.ndarray], np.ndarray | None]
     settle: Callable[[int], int | None]
     hold: int
+
 
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}
 _END = object()
