@@ -60,15 +60,15 @@ class Base:
     lock_text: str
     videos: dict[str, Path]
 
-    def project(self, directory: Path, registry: Path | None = None, home: Path | None = None,
+    def project(self, directory: Path, home: Path | None = None,
                 modules: dict[str, tuple[str, str]] | None = None, extra: str = "") -> Workspace:
-        """A project at the base lock (1.1.0) over ``registry``, its store ``home``."""
+        """A project over this registry, its store ``home`` (default: this one), at
+        the base lock (1.1.0) unless other ``modules`` are locked afresh."""
         home = home or self.home
         directory.mkdir(parents=True)
-        workspace = Workspace(directory.parent, home, directory, registry or self.registry,
-                              self.key_id, ff_runner(home, directory))
-        workspace.write_toml(modules or MODULES, registry=str(registry or self.registry),
-                             extra=extra)
+        workspace = Workspace(directory.parent, home, directory, self.registry, self.key_id,
+                              ff_runner(home, directory))
+        workspace.write_toml(modules or MODULES, registry=str(self.registry), extra=extra)
         if modules is None:
             (directory / "facefusion.lock").write_text(self.lock_text)
         else:
@@ -157,7 +157,7 @@ def fallback_output(base: Base, tmp_path_factory: pytest.TempPathFactory) -> dic
 def upgraded(releases: Callable[[str], Base], name: str, directory: Path, extra: str = "") -> Workspace:
     """A project of its own, locked at 1.1.0 and then upgraded to release ``name``."""
     release = releases(name)
-    workspace = release.project(directory / "project", release.registry,
+    workspace = release.project(directory / "project",
                                 Path(shutil.copytree(release.home, directory / "home")), extra=extra)
     workspace.run("lock", "--upgrade")
     assert tomllib.loads(workspace.lock_text)["modules"]["face_swapper"]["version"] == "1.2.0"
