@@ -99,6 +99,8 @@ SETTINGS: tuple[Setting, ...] = (
             "`ff swap` uses only what is in the store (missing models: run ff sync)"),
     Setting("use", "FF_USE", _module_versions, dict, False,
             "per-run versions for `ff swap` (MODULE=VERSION,...); facefusion.lock is not touched"),
+    Setting("guard", "FF_GUARD", _boolean, lambda: False, True,
+            "`ff swap` checks each swapped face and rolls back a swapper version that fails"),
     Setting("index_expiry_days", "FF_INDEX_EXPIRY_DAYS", _upto(36500), lambda: 365, True,
             "how long an index signed by `ff publish` stays valid"),
 )

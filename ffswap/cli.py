@@ -1,6 +1,8 @@
 """`ff swap`: the face-swap command, plugged into the ff CLI through the
 `ff.commands` entry point so store verbs never import the inference stack."""
 
+from __future__ import annotations
+
 import sys
 import time
 from pathlib import Path
@@ -13,7 +15,9 @@ from ffstore.errors import FFError, InputError, VerificationError
 from ffstore.lockfile import Lock
 
 if TYPE_CHECKING:  # the inference stack loads only when a swap runs
-    from ffswap.runtime import ActiveModel
+    from ffstore.context import Context
+    from ffswap.guard import Guard, GuardReport, Trip
+    from ffswap.runtime import ActiveModel, Runtime
 
 def as_ff_error(exc: Exception) -> FFError:
     from ffswap.errors import ContractError, MediaError
@@ -69,11 +73,13 @@ def runtime_entries(lock: Lock, no_enhance: bool) -> tuple[list[str], list[str]]
     return used, unused
 
 
-def _ran(model: "ActiveModel", lock: Lock) -> str:
-    """One model of the run; a version other than the locked one says so."""
+def _ran(model: ActiveModel, lock: Lock, versions: dict[str, str | None]) -> str:
+    """One model as the run ended; one that `--use` kept off the locked version says
+    so (a guard's switch is told by its own line)."""
     text = f"{model.name} {model.model} {model.version}"
     locked = lock.modules.get(model.name)
-    if locked is not None and locked.version != model.version:
+    if versions.get(model.name) is not None and locked is not None and (
+            locked.version != model.version):
         text += f" (--use; facefusion.lock has {locked.version})"
     return text
 
@@ -108,10 +114,13 @@ def _versions(lock: Lock, used: list[str], use: dict[str, str]) -> dict[str, str
 @click.option("--use", "use", multiple=True, metavar="MODULE=VERSION",
               help="Run MODULE at VERSION this time, if it is signed by a trusted key and "
                    "compatible; facefusion.lock is not touched. Repeatable (setting use).")
+@click.option("--guard/--no-guard", default=None,
+              help="Check each swapped face against the previous swapper version and roll "
+                   "back a version that fails (setting guard).")
 @pass_state
 def swap(state: CliState, source: str, target: str, output: str,
          execution_provider: str | None, execution_threads: int | None, no_enhance: bool,
-         offline: bool | None, use: tuple[str, ...]) -> None:
+         offline: bool | None, use: tuple[str, ...], guard: bool | None) -> None:
     """Swap the face in SOURCE onto every face in TARGET, with the locked models."""
     from ffstore.progress import for_terminal, format_size
     from ffswap.errors import SwapError
@@ -121,7 +130,7 @@ def swap(state: CliState, source: str, target: str, output: str,
 
     context = state.context(execution_provider=execution_provider,
                             execution_threads=execution_threads, offline=offline or None,
-                            use=",".join(use) or None)
+                            use=",".join(use) or None, guard=guard)
     lock = context.require_lock()
     used, unused = runtime_entries(lock, no_enhance)
     versions = _versions(lock, used, context.setting("use"))
@@ -132,14 +141,17 @@ def swap(state: CliState, source: str, target: str, output: str,
         with for_terminal(quiet, format_size) as fetching:
             models = LockedModels(context, offline=context.setting("offline"), progress=fetching)
             models.fetch(name for name, version in versions.items() if version is None)
+        trips: list[Trip] = []
         with Runtime(models, versions,
                      execution_provider=context.setting("execution_provider")) as runtime:
+            watching = _guard(context, runtime, trips.append) if context.setting("guard") else None
             face = read_image(source)
             if Path(target).suffix.lower() in VIDEO_SUFFIXES:
                 progress = FrameProgress(sys.stderr) if not quiet and sys.stderr.isatty() else None
                 try:
                     result = runtime.swap_video(face, target, output, progress=progress,
-                                                workers=context.setting("execution_threads"))
+                                                workers=context.setting("execution_threads"),
+                                                guard=watching)
                 finally:
                     if progress is not None:
                         progress.end()
@@ -150,10 +162,41 @@ def swap(state: CliState, source: str, target: str, output: str,
                 elif result.audio == "kept":
                     summary += ", audio kept"
             else:
-                write_image(output, runtime.swap_image(face, read_image(target)))
+                write_image(output, runtime.swap_image(face, read_image(target), guard=watching))
                 summary = "1 image"
             if not quiet:
                 click.echo(f"wrote {output} ({summary}; {runtime.provider})")
-                click.echo("ran " + ", ".join(_ran(model, lock) for model in runtime.active.values()))
+                click.echo("ran " + ", ".join(_ran(model, lock, versions)
+                                              for model in runtime.active.values()))
     except SwapError as exc:
         raise as_ff_error(exc) from None
+    for trip in trips:
+        state.say(_record_trip(context, trip))
+
+
+def _guard(context: Context, runtime: Runtime, report: GuardReport) -> Guard:
+    """The guard over the running swapper. It falls back to the locked version when
+    this run tries another (`--use`), else to the version `ff rollback` would pick;
+    an FFError, before anything is written, when there is none."""
+    from ffstore.lock_changes import previous_version
+    from ffswap.guard import Guard
+    from ffswap.zoo import SWAPPER
+
+    swapper = next(model for model in runtime.active.values() if model.role == SWAPPER)
+    locked = context.require_lock().module(swapper.name)
+    fallback = (locked.version if locked.version != swapper.version
+                else previous_version(context, swapper.name).version)
+    return Guard(swapper.name, fallback, report)
+
+
+def _record_trip(context: Context, trip: Trip) -> str:
+    """Roll the lock back when the version that tripped is the locked one (the hold
+    keeps `ff lock --upgrade` from bringing it back); the line that says so."""
+    from ffstore.lock_changes import rollback
+
+    said = f"{trip.module} {trip.from_version} -> {trip.to_version} ({trip.reason}); " \
+           f"{trip.redone} frame{'s' if trip.redone != 1 else ''} redone"
+    if context.require_lock().module(trip.module).version != trip.from_version:
+        return f"guard switched {said}; facefusion.lock is unchanged (not the locked version)"
+    rollback(context, trip.module, by="guard", reason=trip.reason)
+    return f"guard rollback {said}"

@@ -70,6 +70,23 @@ def face_crops(image: np.ndarray, faces: list[Face], size: int = FACE_CROP,
     return crops
 
 
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two channel-first images, channel by channel, averaged:
+    1 when their structure is the same whatever the brightness, tint or contrast
+    (a lighter or more strongly tinted swap), low for a face moved, flipped or
+    scrambled; 0 for a flat channel. (einsum, not BLAS: a threaded dot product of
+    one crop costs more than the crop's swap on a busy CPU.)"""
+    x = a.reshape(len(a), -1).astype(np.float32)
+    y = b.reshape(len(b), -1).astype(np.float32)
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    def dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", u, v, dtype=np.float64)
+
+    both, spread = dot(x, y), np.sqrt(dot(x, x) * dot(y, y))
+    return float(np.mean(np.divide(both, spread, out=np.zeros_like(both), where=spread > 0)))
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings (FaceFusion's face distance is 1 - this)."""
     return float(np.dot(unit(a.ravel()), unit(b.ravel())))
@@ -99,26 +116,28 @@ class Refound:
 def refind(detector: Detector, image: np.ndarray, face: Face,
            min_overlap: float = 0.3) -> Refound:
     """Detect faces in the swapped `image` and match the one where `face` was."""
-    return refind_all(detector, image, [face], min_overlap)[0]
+    return rematch(detector.detect(image), face, min_overlap)
 
 
 def refind_all(detector: Detector, image: np.ndarray, faces: list[Face],
                min_overlap: float = 0.3) -> list[Refound]:
     """`refind` for every face of a frame, detecting once rather than once per face."""
-    candidates = detector.detect(image)
-    found = []
-    for face in faces:
-        best, best_overlap = None, min_overlap
-        for candidate in candidates:
-            overlap = box_iou(face.box, candidate.box)
-            if overlap >= best_overlap:
-                best, best_overlap = candidate, overlap
-        if best is None:
-            found.append(Refound(False, math.inf))
-            continue
-        moved = np.linalg.norm(best.landmarks - face.landmarks, axis=1).mean()
-        found.append(Refound(True, float(moved) / face_size(face)))
-    return found
+    found = detector.detect(image)
+    return [rematch(found, face, min_overlap) for face in faces]
+
+
+def rematch(found: list[Face], face: Face, min_overlap: float = 0.3) -> Refound:
+    """`refind` on faces already detected in the swapped image: one detection then
+    serves every face of a frame (the detector is the cost of a guarded run's check)."""
+    best, best_overlap = None, min_overlap
+    for candidate in found:
+        overlap = box_iou(face.box, candidate.box)
+        if overlap >= best_overlap:
+            best, best_overlap = candidate, overlap
+    if best is None:
+        return Refound(False, math.inf)
+    moved = np.linalg.norm(best.landmarks - face.landmarks, axis=1).mean()
+    return Refound(True, float(moved) / face_size(face))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

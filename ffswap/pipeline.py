@@ -9,6 +9,8 @@ builds a fresh one per frame from whatever models are current.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,7 +26,7 @@ from ffswap.model_source import FACE_DETECTOR, FACE_ENHANCER, FACE_RECOGNIZER, F
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-    from ffswap.adapters.swapper import EmbeddingConverter
+    from ffswap.adapters.swapper import CropInspector, EmbeddingConverter
 
 LANDMARKER_SCORE = 0.5
 """FaceFusion's face_landmarker_score: the 68 points replace the detector's five
@@ -51,7 +53,8 @@ class Swapper(Protocol):
     def source_input(self, source: SourceFace | np.ndarray,
                      converter: EmbeddingConverter | None = None) -> np.ndarray: ...
 
-    def swap_in_place(self, frame: np.ndarray, face: Face, source: np.ndarray) -> None: ...
+    def swap_in_place(self, frame: np.ndarray, face: Face, source: np.ndarray,
+                      inspect: CropInspector | None = None) -> None: ...
 
 
 class Enhancer(Protocol):
@@ -141,10 +144,12 @@ class FaceSwapper:
         return self.swapper.source_input(source, self.converter)
 
     def swap_faces(
-        self, frame: np.ndarray, faces: list[Face], source: np.ndarray, *, in_place: bool = False
+        self, frame: np.ndarray, faces: list[Face], source: np.ndarray, *, in_place: bool = False,
+        inspect: Callable[[Face, np.ndarray], None] | None = None,
     ) -> np.ndarray:
         """Swap (then enhance) the given faces of ``frame``; the result is returned.
-        ``source`` is the swapper's source input (:meth:`source_input`).
+        ``source`` is the swapper's source input (:meth:`source_input`); ``inspect``
+        is shown each face's raw swapped crop (see ``FaceSwapAdapter.swap_in_place``).
 
         All swaps happen before any enhancement so an enhancer crop that overlaps a
         neighbouring face sees that face already swapped. Every stage pastes into one
@@ -155,20 +160,25 @@ class FaceSwapper:
         """
         result = frame if in_place else frame.copy()
         for face in faces:
-            self.swapper.swap_in_place(result, face, source)
+            self.swapper.swap_in_place(result, face, source, None if inspect is None else
+                                       functools.partial(inspect, face))
         if self.enhancer is not None:
             for face in faces:
                 self.enhancer.enhance_in_place(result, face)
         return result
 
-    def swap_target(self, target: np.ndarray, source: SourceFace | np.ndarray) -> np.ndarray:
-        """Swap every face detected in ``target`` with ``source`` (a source face, or an
-        embedding for swappers that take one); :class:`NoFaceError` if none."""
+    def target_faces(self, target: np.ndarray) -> list[Face]:
+        """Every face of a target image; :class:`NoFaceError` if none."""
         _check_image(target, "target")
         faces = self.faces(target)
         if not faces:
             raise NoFaceError("target image")
-        return self.swap_faces(target, faces, self.source_input(source))
+        return faces
+
+    def swap_target(self, target: np.ndarray, source: SourceFace | np.ndarray) -> np.ndarray:
+        """Swap every face detected in ``target`` with ``source`` (a source face, or an
+        embedding for swappers that take one); :class:`NoFaceError` if none."""
+        return self.swap_faces(target, self.target_faces(target), self.source_input(source))
 
     def swap_image(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Put the source's identity on every face of the target (BGR uint8 in/out)."""

@@ -28,10 +28,12 @@ from ffswap import audio, zoo
 from ffswap.adapters.factory import make_adapter, profile_of
 from ffswap.contracts import check_contract, session_io
 from ffswap.errors import ContractError, SwapError
+from ffswap.face import Face, SourceFace
+from ffswap.guard import Guard, Trip, Watch
 from ffswap.model_source import MODULES, REQUIRED_MODULES, ModelSource
 from ffswap.pipeline import FaceSwapper
 from ffswap.sessions import Preference, make_checked_session
-from ffswap.video import ProgressFn, VideoResult, process_video
+from ffswap.video import FrameFn, ProgressFn, Review, VideoResult, process_video
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,10 @@ class Runtime:
         """
         if kind_of(module) not in MODULES:
             raise ValueError(f"unknown module {module!r}; known: {', '.join(MODULES)}")
-        new = self._load(module, version)
+        return self._install(module, self._load(module, version))
+
+    def _install(self, module: str, new: ActiveModel) -> ActiveModel:
+        """Make a loaded model current (a switch; a guard's fallback, loaded before)."""
         with self._lock:
             old = self._active.get(module)
             clash = next((other for other in self._active.values()
@@ -188,10 +193,49 @@ class Runtime:
         themselves: ff compare times the swap alone, apart from what it measures."""
         return self._snapshot()[0]
 
-    def swap_image(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Swap the source's identity onto every face of the target (BGR uint8)."""
+    def swap_image(self, source: np.ndarray, target: np.ndarray, *,
+                   guard: Guard | None = None) -> np.ndarray:
+        """Swap the source's identity onto every face of the target (BGR uint8).
+
+        With a ``guard`` the image is judged as a guarded video's frames are (every
+        check, see ffswap.guard); if it fails, the guarded swapper is switched to the
+        fallback, the image is swapped again with it and the trip reported."""
         pipeline, _ = self._snapshot()
-        return pipeline.swap_image(source, target)
+        if guard is None:
+            return pipeline.swap_image(source, target)
+        face = pipeline.source_face(source)
+        faces = pipeline.target_faces(target)
+        watch, fallback = self._watch(guard, pipeline, face, window=1, trip_at=1)
+        result = watch.swap(0, target, faces, pipeline, pipeline.source_input(face))
+        if watch.settle(0) is None or watch.tripped is None:
+            return result
+        tripped = self._trip(guard, watch.tripped, fallback, redone=1)
+        redo, _ = self._snapshot()
+        result = redo.swap_faces(target, faces, redo.source_input(face))
+        guard.on_trip(tripped)
+        return result
+
+    def _watch(self, guard: Guard, pipeline: FaceSwapper, face: SourceFace,
+               **window: int) -> tuple[Watch, ActiveModel]:
+        """A judge for one guarded run, over a reference pipeline that differs from
+        ``pipeline`` only in its swapper (the fallback version, loaded here, once),
+        and the fallback itself, to switch to if the run trips."""
+        watched = self.active.get(guard.module)
+        if watched is None or watched.role != zoo.SWAPPER:
+            raise ValueError(f"the guard watches the swapper; {guard.module} is not it")
+        fallback = self._load(guard.module, guard.fallback)
+        reference = replace(pipeline, swapper=fallback.adapter)
+        return Watch(reference, reference.source_input(face), face.embedding, fallback.version,
+                     **window), fallback
+
+    def _trip(self, guard: Guard, verdict: tuple[int, str], fallback: ActiveModel,
+              redone: int) -> Trip:
+        """Switch the guarded swapper back to ``fallback``; the report of the trip
+        (``verdict``: the first bad frame and the reason)."""
+        first_bad, reason = verdict
+        tripped = self.active[guard.module].version
+        self._install(guard.module, fallback)
+        return Trip(guard.module, tripped, fallback.version, reason, first_bad, redone)
 
     def swap_video(
         self,
@@ -202,6 +246,7 @@ class Runtime:
         progress: ProgressFn | None = None,
         workers: int | None = None,
         keep_audio: bool = True,
+        guard: Guard | None = None,
     ) -> VideoResult:
         """Swap the source's identity onto every face of every frame of a video.
 
@@ -212,31 +257,66 @@ class Runtime:
         were current when it started. With ``keep_audio`` the target's sound is
         muxed into the output when ffmpeg is installed (``VideoResult.audio`` says
         what happened).
+
+        With a ``guard``, frames made by the guarded swapper are judged (ffswap.guard)
+        and held back from the encoder until the judgement can no longer recall them;
+        when the swapper trips, it is switched to the fallback, every frame from the
+        first bad one on is made again with it, and the trip is reported once the
+        output is written. A switch by anyone else ends the judging.
         """
         pipeline, generation = self._snapshot()
-        cached = {generation: pipeline.source_input(pipeline.source_face(source))}
+        face = pipeline.source_face(source)
+        cached = {generation: pipeline.source_input(face)}
         source_lock = threading.Lock()
 
-        def source_input(current: FaceSwapper, current_generation: int) -> np.ndarray:
+        def prepare(frame: np.ndarray) -> tuple[FaceSwapper, int, list[Face], np.ndarray]:
+            current, current_generation = self._snapshot()
             with source_lock:
                 if current_generation not in cached:
                     cached.clear()
-                    cached[current_generation] = current.source_input(current.source_face(source))
-                return cached[current_generation]
+                    cached[current_generation] = current.source_input(face)
+                prepared = cached[current_generation]
+            return current, current_generation, current.faces(frame), prepared
 
         def frame_fn(frame: np.ndarray) -> np.ndarray | None:
-            current, current_generation = self._snapshot()
-            prepared = source_input(current, current_generation)
-            faces = current.faces(frame)
-            if not faces:
-                return None
+            current, _, faces, prepared = prepare(frame)
             # The decoded frame is ours and not needed afterwards: paste into it.
-            return current.swap_faces(frame, faces, prepared, in_place=True)
+            return current.swap_faces(frame, faces, prepared, in_place=True) if faces else None
 
-        run = {"frame_fn": frame_fn, "progress": progress, "workers": workers or FRAME_WORKERS}
+        work: FrameFn | Review = frame_fn
+        trips: list[Trip] = []
+        if guard is not None:
+            watch, fallback = self._watch(guard, pipeline, face)
+
+            def process(index: int, frame: np.ndarray) -> np.ndarray | None:
+                current, current_generation, faces, prepared = prepare(frame)
+                if not faces:
+                    return None
+                if current_generation != generation:  # the fallback (or a switch): not judged
+                    return current.swap_faces(frame, faces, prepared)
+                return watch.swap(index, frame, faces, current, prepared)
+
+            def settle(index: int) -> int | None:
+                recall = watch.settle(index)
+                if recall is not None and watch.tripped is not None:
+                    trips.append(self._trip(guard, watch.tripped, fallback, redone=0))
+                return recall
+
+            work = Review(process, settle, watch.hold)
+        result = self._encode(work, target, output, progress, workers or FRAME_WORKERS,
+                              keep_audio)
+        if guard is not None and trips:
+            guard.on_trip(replace(trips[0], redone=result.redone))
+        return result
+
+    def _encode(self, work: FrameFn | Review, target: str | os.PathLike[str],
+                output: str | os.PathLike[str], progress: ProgressFn | None, workers: int,
+                keep_audio: bool) -> VideoResult:
+        """Run the frames through ``work`` into ``output``, with the target's sound."""
+        run = {"progress": progress, "workers": workers}
         no_ffmpeg = keep_audio and audio.ffmpeg() is None
         if no_ffmpeg or not keep_audio or not audio.has_audio(Path(target)):
-            result = process_video(target, output, **run)
+            result = process_video(target, output, work, **run)
             state = "not kept: ffmpeg not found" if no_ffmpeg else (
                 "not asked for" if not keep_audio else "none in the target")
             return replace(result, audio=state)
@@ -244,7 +324,7 @@ class Runtime:
         with atomic_path(destination) as muxed:
             silent = muxed.with_name(f"{muxed.stem}-video{muxed.suffix}")
             try:
-                result = process_video(target, silent, **run)
+                result = process_video(target, silent, work, **run)
                 audio.mux(silent, Path(target), muxed)
             finally:
                 silent.unlink(missing_ok=True)

@@ -34,6 +34,26 @@ then written unchanged)."""
 ProgressFn = Callable[[int, int | None], None]
 """Called after each frame with (frames done, total frames or None if unknown)."""
 
+
+@dataclass(frozen=True)
+class Review:
+    """Frame work whose results are judged, in order, before they are written, and
+    redone when a judgement recalls them (a guarded run, ffswap.guard).
+
+    ``process(index, frame)`` is the frame work; it must leave ``frame`` unchanged,
+    since a recalled frame is processed again from it. ``settle(index)`` is called
+    in frame order once frame ``index`` is processed: ``None`` lets it through, the
+    index of this or an earlier frame recalls every frame from that one on, each then
+    processed again by ``process`` (by then on whatever models the recall put in
+    place). ``hold`` processed frames are kept back from the encoder, so a recall can
+    reach that far back; recalling a frame already written is an error.
+    """
+
+    process: Callable[[int, np.ndarray], np.ndarray | None]
+    settle: Callable[[int], int | None]
+    hold: int
+
+
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}
 _END = object()
 _POLL_S = 0.1
@@ -50,6 +70,8 @@ class VideoResult:
     fps: float
     size: tuple[int, int]
     audio: str = "not asked for"
+    redone: int = 0
+    """Frames processed again after a review recalled them."""
 
 
 def _put(target: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
@@ -116,7 +138,7 @@ def open_capture(path: Path) -> cv2.VideoCapture:
 def process_video(
     target: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    frame_fn: FrameFn,
+    frame_fn: FrameFn | Review,
     *,
     progress: ProgressFn | None = None,
     queue_size: int = 8,
@@ -125,7 +147,8 @@ def process_video(
     """Run ``frame_fn`` over every frame of ``target`` and write ``output`` atomically.
 
     ``workers`` frames are processed at once (``frame_fn`` must then be thread-safe);
-    the output order is the input order whatever the count.
+    the output order is the input order whatever the count. A :class:`Review`
+    instead of a plain frame function judges frames before they are written.
 
     Raises :class:`MediaError` when the target cannot be read or has no frames, and
     :class:`NoFaceError` when no frame has a face (nothing would have been swapped,
@@ -148,8 +171,9 @@ def process_video(
             if not writer.isOpened():
                 raise OutputError(f"cannot write video {destination} with codec {fourcc}")
             try:
-                frames, swapped = _pump(capture, writer, frame_fn, progress, total, queue_size,
-                                        workers)
+                review = frame_fn if isinstance(frame_fn, Review) else _unreviewed(frame_fn)
+                frames, swapped, redone = _pump(capture, writer, review, progress, total,
+                                                queue_size, workers)
             finally:
                 writer.release()
             if frames == 0:
@@ -158,21 +182,28 @@ def process_video(
                 raise NoFaceError("target video", f"none of its {frames} frames has a face")
     finally:
         capture.release()
-    return VideoResult(destination, frames, swapped, float(fps), (width, height))
+    return VideoResult(destination, frames, swapped, float(fps), (width, height), redone=redone)
+
+
+def _unreviewed(frame_fn: FrameFn) -> Review:
+    """Plain frame work: nothing held back, nothing recalled, so ``frame_fn`` may
+    paste into the decoded frame."""
+    return Review(lambda _, frame: frame_fn(frame), lambda _: None, 0)
 
 
 def _pump(
     capture: cv2.VideoCapture,
     writer: cv2.VideoWriter,
-    frame_fn: FrameFn,
+    review: Review,
     progress: ProgressFn | None,
     total: int | None,
     queue_size: int,
     workers: int,
-) -> tuple[int, int]:
-    """Feed decoded frames to the workers and their results, in order, to the
-    writer; (frames, swapped). At most ``workers`` frames are in work and one more
-    is queued, so a slow writer holds the workers back and memory stays bounded."""
+) -> tuple[int, int, int]:
+    """Feed decoded frames to the workers and their results, in order, through the
+    review to the writer; (frames, swapped, redone). At most ``workers`` frames are
+    in work and one more is queued, and ``review.hold`` judged ones wait for the
+    writer, so a slow writer holds the workers back and memory stays bounded."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     stop = threading.Event()
@@ -191,14 +222,16 @@ def _pump(
     reader.start()
     writer_thread.start()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ffswap-frame")
-    in_work: deque[tuple[np.ndarray, Future[np.ndarray | None]]] = deque()
-    frames = swapped = 0
+    in_work: deque[tuple[int, np.ndarray, Future[np.ndarray | None]]] = deque()
+    held: deque[tuple[int, np.ndarray, np.ndarray | None]] = deque()
+    frames = swapped = redone = decoded_count = 0
 
-    def emit() -> bool:
-        """Hand the oldest frame's result to the writer; False if the writer failed."""
+    def submit(index: int, frame: np.ndarray) -> None:
+        in_work.append((index, frame, pool.submit(review.process, index, frame)))
+
+    def write(frame: np.ndarray, result: np.ndarray | None) -> bool:
+        """Hand a frame to the writer; False if the writer failed."""
         nonlocal frames, swapped
-        frame, future = in_work.popleft()
-        result = future.result()  # a frame_fn error is raised here, in order
         if result is not None:
             swapped += 1
         if not _put(encoded, frame if result is None else result, stop):
@@ -206,6 +239,34 @@ def _pump(
         frames += 1
         if progress is not None:
             progress(frames, total)
+        return True
+
+    def settle() -> bool:
+        """Judge the oldest frame in work, then write what the hold lets go; False
+        if the writer failed."""
+        nonlocal redone
+        index, frame, future = in_work.popleft()
+        result = future.result()  # a frame_fn error is raised here, in order
+        recall = review.settle(index)
+        if recall is not None:
+            if recall < frames:
+                raise RuntimeError(f"frame {recall} was recalled after it was written")
+            again = [(i, f) for i, f, _ in held if i >= recall] + [(index, frame)]
+            for _, _, stale in in_work:
+                stale.cancel()  # a frame already running finishes on the old models, unused
+            again += [(i, f) for i, f, _ in in_work]
+            while held and held[-1][0] >= recall:
+                held.pop()
+            in_work.clear()
+            redone += len(again)
+            for i, f in again:
+                submit(i, f)
+            return True
+        held.append((index, frame, result))
+        while len(held) > review.hold:
+            _, kept, done = held.popleft()
+            if not write(kept, done):
+                return False
         return True
 
     finished = False
@@ -216,11 +277,13 @@ def _pump(
                 break
             if isinstance(item, BaseException):
                 raise MediaError(f"video decoding failed: {item}") from item
-            frame = cast(np.ndarray, item)
-            in_work.append((frame, pool.submit(frame_fn, frame)))
-            if len(in_work) > workers and not emit():
+            submit(decoded_count, cast(np.ndarray, item))
+            decoded_count += 1
+            if len(in_work) > workers and not settle():
                 break  # the writer failed; its error is raised below
-        while in_work and emit():
+        while in_work and settle():
+            pass
+        while held and write(*held.popleft()[1:]):
             pass
         _put(encoded, _END, stop)
         finished = True
@@ -232,4 +295,4 @@ def _pump(
         writer_thread.join()
     if write_errors:
         raise OutputError(f"video encoding failed: {write_errors[0]}") from write_errors[0]
-    return frames, swapped
+    return frames, swapped, redone

@@ -118,3 +118,17 @@ def pan_video(path: Path, image: np.ndarray, frames: int = 12, size: int = 256) 
         writer.write(np.ascontiguousarray(small[y : y + size, x : x + size]))
     writer.release()
     return path
+
+
+def read_frames(video: Path) -> list[np.ndarray]:
+    """Every frame of a video, decoded."""
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return frames
+            frames.append(frame)
+    finally:
+        capture.release()

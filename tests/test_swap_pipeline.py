@@ -35,6 +35,7 @@ from tests.swap_fixtures import (
     FileModelSource,
     describe_io,
     pan_video,
+    read_frames,
     read_test_image,
     rss_bytes,
     wrong_swapper,
@@ -357,7 +358,7 @@ def test_switch_during_a_video_takes_effect_between_frames(
 
         runtime.swap_video(grace, target, tmp_path / "mixed.avi", workers=3,
                            progress=switch_midway)
-    old, new, mixed = (_frames(tmp_path / f"{name}.avi") for name in ("old", "new", "mixed"))
+    old, new, mixed = (read_frames(tmp_path / f"{name}.avi") for name in ("old", "new", "mixed"))
     versions = []
     for index, frame in enumerate(mixed):
         if np.array_equal(frame, old[index]):
@@ -415,18 +416,6 @@ def test_video_without_faces_or_unreadable(runtime: Runtime, astronaut: np.ndarr
     assert sorted(os.listdir(tmp_path)) == ["garbage.avi", "grey.avi"]
 
 
-def _frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def test_video_workers_keep_frame_order_and_pixels(
     runtime: Runtime, astronaut: np.ndarray, grace: np.ndarray, tmp_path: Path
 ) -> None:
@@ -435,7 +424,7 @@ def test_video_workers_keep_frame_order_and_pixels(
     one = runtime.swap_video(grace, target, tmp_path / "one.avi", workers=1)
     three = runtime.swap_video(grace, target, tmp_path / "three.avi", workers=3)
     assert one.frames == three.frames == 10
-    first, second = _frames(one.path), _frames(three.path)
+    first, second = read_frames(one.path), read_frames(three.path)
     assert len(first) == len(second) == 10
     for index, (a, b) in enumerate(zip(first, second, strict=True)):
         assert np.array_equal(a, b), f"frame {index} differs"

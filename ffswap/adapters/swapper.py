@@ -10,7 +10,7 @@ shared."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +25,10 @@ from ffswap.zoo import ZOO
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+
+CropInspector = Callable[[np.ndarray], None]
+"""Sees one face's swapped crop as float RGB [3, size, size] in pixel units (0..255
+when the model behaves), before it is clipped and pasted."""
 
 EMAP_DIMS = [512, 512]
 _EMAP_TYPES = {1: "<f4", 10: "<f2"}  # TensorProto FLOAT, FLOAT16 (inswapper_128_fp16)
@@ -112,9 +116,15 @@ class FaceSwapAdapter:
             return (vector @ self._emap) / (norm if norm > 0 else 1.0)
         return unit(vector)
 
-    def swap_in_place(self, frame: np.ndarray, face: Face, source: np.ndarray) -> None:
+    def swap_in_place(self, frame: np.ndarray, face: Face, source: np.ndarray,
+                      inspect: CropInspector | None = None) -> None:
         """Give ``face`` of the BGR ``frame`` the identity ``source`` (the model's
-        source input, see :meth:`source_input`), in place."""
+        source input, see :meth:`source_input`), in place. ``inspect`` sees the
+        model's crop in pixel units before paste-back clips it to uint8, where NaN
+        or saturated output can still be told from a dark or bright face (a guarded
+        run, ffswap.guard)."""
         target, matrix = warp_blob(frame, face.landmarks, self._template, self._size, self._lut)
         output = self._session.run(None, {"target": target, "source": source})[0]
+        if inspect is not None:
+            inspect(output[0] * np.float32(self._scale) + np.float32(self._offset))
         paste_back(frame, output[0], self._scale, self._offset, self._mask, matrix)
