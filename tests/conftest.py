@@ -59,6 +59,15 @@ class Workspace:
         return self.run("publish", str(path), "--registry", str(self.registry), "--model", model,
                         "--version", version, "--module", module, "--key", key, expect=expect)
 
+    def publish_bytes(self, data: bytes, model: str, version: str, module: str,
+                      name: str = "model.onnx") -> Result:
+        """Publish generated model bytes, written as `name` (a FaceFusion file name
+        tells the runtime which model it is) under files/MODEL/VERSION."""
+        path = self.root / "files" / model / version / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        return self.publish(path, model, version, module)
+
     @property
     def lock_text(self) -> str:
         return (self.project / "facefusion.lock").read_text()
@@ -104,6 +113,16 @@ def ff_runner(home: Path, project: Path) -> Callable[..., Result]:
         return result
 
     return run
+
+
+def flag_workspace(root: Path) -> Workspace:
+    """A store, a registry and a project under `root`, with the key alice, driven by
+    flags (see ff_runner): the start of a module-scoped fixture's world."""
+    home, registry, project = root / "home", root / "registry", root / "project"
+    project.mkdir()
+    run = ff_runner(home, project)
+    key_id = run("key", "generate", "alice").out.strip()
+    return Workspace(root, home, project, registry, key_id, run)
 
 
 def run_ff_process(args: list[str], cwd: Path, home: Path, **kwargs: object) -> subprocess.CompletedProcess:

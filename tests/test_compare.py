@@ -32,7 +32,7 @@ from ffswap.metrics import cosine
 from ffswap.runtime import Runtime
 from tests import standins
 from tests.broken_releases import broken_swapper
-from tests.conftest import Result, Workspace, ff_runner
+from tests.conftest import Result, Workspace, flag_workspace
 from tests.swap_fixtures import (
     ASTRONAUT,
     GRACE_HOPPER,
@@ -67,17 +67,11 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     root = tmp_path_factory.mktemp("compare")
-    home, registry, project = root / "home", root / "registry", root / "project"
-    project.mkdir()
-    run = ff_runner(home, project)
-    key_id = run("key", "generate", "alice").out.strip()
-    workspace = Workspace(root, home, project, registry, key_id, run)
+    workspace = flag_workspace(root)
+    registry, run = workspace.registry, workspace.run
 
     def publish(model: str, version: str, module: str, data: bytes) -> None:
-        path = root / "files" / model / version / f"{model}.onnx"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(data)
-        workspace.publish(path, model, version, module)
+        workspace.publish_bytes(data, model, version, module, f"{model}.onnx")
 
     good = standins.face_swapper(0, 0.6)
     workspace.publish(YUNET, "yunet", "2026.5.0")

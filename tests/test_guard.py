@@ -28,7 +28,7 @@ from ffswap.metrics import correlation
 from ffswap.video import Review, process_video
 from tests import standins
 from tests.broken_releases import broken_swapper
-from tests.conftest import Result, Workspace, ff_runner
+from tests.conftest import Result, Workspace, ff_runner, flag_workspace
 from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER, YUNET, pan_video, read_frames
 
 ort.set_default_logger_severity(3)
@@ -91,21 +91,15 @@ def _late_face_video(path: Path, image: np.ndarray, frames: int = 12) -> Path:
 def base(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray,
          grace: np.ndarray) -> Base:
     root = tmp_path_factory.mktemp("guard")
-    home, registry, project = root / "home", root / "registry", root / "project"
-    project.mkdir()
-    run = ff_runner(home, project)
-    key_id = run("key", "generate", "alice").out.strip()
-    workspace = Workspace(root, home, project, registry, key_id, run)
+    workspace = flag_workspace(root)
+    home, registry, key_id, run = workspace.home, workspace.registry, workspace.key_id, workspace.run
     workspace.publish(YUNET, "yunet", "2026.5.0")
     for model, version, module, data in (
         ("standin_arcface", "1.0.0", "face_recognizer", standins.face_recognizer(0)),
         ("standin_inswapper", "1.0.0", "face_swapper", standins.face_swapper(0, 0.6)),
         ("standin_inswapper", "1.1.0", "face_swapper", GOOD),
     ):
-        path = root / "files" / model / version / "model.onnx"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(data)
-        workspace.publish(path, model, version, module)
+        workspace.publish_bytes(data, model, version, module)
     workspace.write_toml(MODULES, registry=str(registry))
     run("lock")
     run("sync")

@@ -796,10 +796,13 @@ def test_ctrl_c_stops_a_download_at_once_and_keeps_it_for_a_resume(
     with running(server) as url:
         workspace.write_toml({"frame_enhancer": ("big", ">=1")}, registry=url)
         workspace.run("lock")
+        # As a terminal's foreground job gets it: a job a shell starts in the
+        # background inherits SIGINT ignored, and Python then never raises on it.
         process = subprocess.Popen([sys.executable, "-m", "ffstore", "sync"],
                                    cwd=workspace.project, env={**os.environ,
                                                                "FF_HOME": str(workspace.home)},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         partial = workspace.home / "partial"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(

@@ -34,7 +34,7 @@ from ffswap.media import read_image
 from ffswap.runtime import Runtime
 from ffswap.sessions import make_session
 from tests import standins
-from tests.conftest import Result, Workspace, ff_runner
+from tests.conftest import Result, Workspace, ff_runner, flag_workspace
 from tests.swap_fixtures import (
     ASTRONAUT,
     GRACE_HOPPER,
@@ -97,13 +97,9 @@ def context_of(workspace: Workspace) -> Context:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
     root = tmp_path_factory.mktemp("verified")
-    home, registry, project = root / "home", root / "registry", root / "project"
-    project.mkdir()
-    run = ff_runner(home, project)
-    key_id = run("key", "generate", "alice").out.strip()
+    workspace = flag_workspace(root)
+    home, registry, run = workspace.home, workspace.registry, workspace.run
     other_key = run("key", "generate", "bob").out.strip()
-    workspace = Workspace(root, home, project, registry, key_id, run)
-    files = root / "files"
     releases: list[tuple[str, str, str, str, bytes]] = [
         ("standin_arcface", "1.0.0", "face_recognizer", "arcface.onnx", standins.face_recognizer(0)),
         ("standin_inswapper", "1.0.0", "face_swapper", "inswapper_128.onnx",
@@ -115,10 +111,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
     ]
     workspace.publish(YUNET, "yunet", "2026.5.0")
     for model, version, module, name, data in releases:
-        path = files / model / version / name
-        path.parent.mkdir(parents=True)
-        path.write_bytes(data)
-        workspace.publish(path, model, version, module)
+        workspace.publish_bytes(data, model, version, module, name)
     workspace.write_toml(MODULES, registry=str(registry))
     run("lock")
     run("sync")
