@@ -7,11 +7,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ffswap.ui.memory import Memory, measure
 
 if TYPE_CHECKING:
     from ffstore.context import Context
-    from ffswap.runtime import Runtime
+    from ffswap.runtime import ActiveModel, Runtime
+
+
+@dataclass(frozen=True)
+class Switched:
+    """A live switch: the entry's model before and after, and the memory around it."""
+
+    before: ActiveModel
+    after: ActiveModel
+    memory_before: Memory
+    memory_after: Memory
 
 
 class UiSession:
@@ -20,7 +33,7 @@ class UiSession:
         self._open_context = open_context
         self._execution_provider = execution_provider
         self._runtime: Runtime | None = None
-        self._busy = threading.Lock()
+        self._busy = threading.RLock()  # an action may switch, which takes it too
 
     def context(self) -> Context:
         return self._open_context()
@@ -46,6 +59,19 @@ class UiSession:
             self._runtime = Runtime(models, dict.fromkeys(used),
                                     execution_provider=self._execution_provider)
         return self._runtime
+
+    def switch(self, module: str, version: str | None) -> Switched:
+        """Switch `module` to `version` (None: the locked one) in the running
+        Runtime, measuring memory around it; the lock is not touched. On any error
+        the current model stays (Runtime.switch)."""
+        with self._busy:
+            runtime = self.runtime()
+            name = self.context().require_lock().module(module).name
+            before = runtime.active[name]
+            on_cuda = "CUDA" in runtime.provider
+            memory_before = measure(on_cuda)
+            after = runtime.switch(name, version)
+            return Switched(before, after, memory_before, measure(on_cuda))
 
     def close(self) -> None:
         if self._runtime is not None:
