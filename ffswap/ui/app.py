@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ffswap.ui import pages, preview
+from ffswap.ui import actions, pages, preview
 from ffswap.ui.layout import page
 from ffswap.ui.session import UiSession
 
@@ -60,4 +60,5 @@ def _same_origin(request: Request) -> bool:
 
 def create_app(session: UiSession, token: str) -> ASGIApp:
     """The app over `session`; whoever serves it closes the session afterwards."""
-    return TokenGate(Starlette(routes=[*pages.routes(session), *preview.routes(session)]), token)
+    return TokenGate(Starlette(routes=[*pages.routes(session), *actions.routes(session),
+                                     *preview.routes(session)]), token)

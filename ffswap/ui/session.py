@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ffstore.errors import InputError
 from ffswap.ui.memory import Memory, measure
 
 if TYPE_CHECKING:
     from ffstore.context import Context
+    from ffstore.lockfile import Lock
     from ffswap.runtime import ActiveModel, Runtime
 
 
@@ -67,11 +69,28 @@ class UiSession:
         with self._busy:
             runtime = self.runtime()
             name = self.context().require_lock().module(module).name
-            before = runtime.active[name]
+            before = runtime.active.get(name)
+            if before is None:
+                raise InputError(f"{name} is not one of the models ff swap runs; ff ui switches "
+                                 f"those: {', '.join(sorted(runtime.active))}")
             on_cuda = "CUDA" in runtime.provider
             memory_before = measure(on_cuda)
             after = runtime.switch(name, version)
             return Switched(before, after, memory_before, measure(on_cuda))
+
+    def loaded(self) -> dict[str, ActiveModel]:
+        """What runs now, per entry; empty until something needed the Runtime (a
+        page that only shows the lock does not load models for it)."""
+        return {} if self._runtime is None else self._runtime.active
+
+    def follow(self, lock: Lock) -> list[Switched]:
+        """After an action rewrote the lock: switch every loaded entry whose
+        locked version changed to it, so what the page shows is what runs. With
+        no Runtime yet there is nothing to follow (it is built from the lock)."""
+        with self._busy:
+            return [self.switch(name, None) for name, active in self.loaded().items()
+                    if name in lock.modules and (lock.modules[name].model, lock.modules[name].version)
+                    != (active.model, active.version)]
 
     def close(self) -> None:
         if self._runtime is not None:
