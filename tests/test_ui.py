@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from ffstore.context import open_context
 from tests.browser import Served, chromium, serve_ui  # noqa: F401  (a fixture)
-from tests.test_swap_verified import Published, published  # noqa: F401  (a fixture)
+from tests.conftest import Workspace
+from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER
+from tests.test_swap_verified import (  # noqa: F401  (a fixture)
+    MODULES,
+    Published,
+    context_of,
+    published,
+)
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +49,140 @@ def test_the_page_needs_the_token_and_trades_it_for_a_cookie(
     forged = httpx.post(served.url + "/", cookies={"ff_ui_token": served.token},
                         headers={"origin": "http://evil.example"})
     assert forged.status_code == 403
+
+
+# --- the switcher: live switches, lock changes, refusals ------------------------------
+
+OFFER = 'tr.offer[data-module="{module}"][data-version="{version}"] form.switch button'
+
+
+def _submit(driver: WebDriver, selector: str) -> None:
+    """Click a form's button and wait for the page the POST leads to."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = driver.find_element("css selector", "html")
+    driver.find_element("css selector", selector).click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+
+
+def _text(driver: WebDriver, selector: str) -> str:
+    return driver.find_element("css selector", selector).text
+
+
+def _generations(workspace: Workspace) -> list[str]:
+    return [g.reason for g in context_of(workspace).history.generations()]
+
+
+@contextmanager
+def _serving(workspace: Workspace, driver: WebDriver) -> Iterator[Served]:
+    """A server of its own over `workspace`, opened in the browser."""
+    with serve_ui(lambda: context_of(workspace)) as ui:
+        driver.get(ui.entry)
+        yield ui
+
+
+def test_switch_live_shows_the_memory_and_the_new_version_and_leaves_the_lock(
+        served: Served, published: Published, chromium: WebDriver) -> None:  # noqa: F811
+    lock = (published.workspace.project / "facefusion.lock").read_bytes()
+    chromium.get(served.entry)
+    _submit(chromium, OFFER.format(module="face_swapper", version="1.0.0"))
+    assert re.fullmatch(r"switched face_swapper live: standin_inswapper 1\.1\.0 -> standin_inswapper "
+                        r"1\.0\.0 \(CPUExecutionProvider; facefusion\.lock unchanged\); "
+                        r"RSS [\d.]+ MiB -> [\d.]+ MiB", _text(chromium, ".ok"))
+    assert _text(chromium, "#module-face_swapper .running") == "1.0.0"
+    assert _text(chromium, "#module-face_swapper .version") == "1.1.0"
+    assert (published.workspace.project / "facefusion.lock").read_bytes() == lock
+    _submit(chromium, OFFER.format(module="face_swapper", version="1.1.0"))
+    assert _text(chromium, "#module-face_swapper .running") == "1.1.0"
+
+
+def test_versions_offered_say_signed_trusted_compatible(
+        served: Served, chromium: WebDriver) -> None:  # noqa: F811
+    chromium.get(served.entry)
+    for version in ("1.0.0", "1.1.0"):
+        row = f'tr.offer[data-module="face_swapper"][data-version="{version}"]'
+        assert _text(chromium, f"{row} .state").startswith("signed by ed25519:")
+        assert _text(chromium, f"{row} .state").endswith(", trusted, compatible")
+    assert "locked" in _text(chromium, 'tr.offer[data-version="1.1.0"] .marks')
+
+
+def test_roll_back_from_the_page_writes_what_ff_rollback_writes(
+        published: Published, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
+    page, cli = published.project(tmp_path / "page"), published.project(tmp_path / "cli")
+    with _serving(page, chromium):
+        _submit(chromium, OFFER.format(module="face_swapper", version="1.1.0"))  # models loaded
+        _submit(chromium, '#module-face_swapper form.rollback button')
+        assert _text(chromium, ".ok") == (
+            "ff rollback: face_swapper standin_inswapper 1.1.0 -> 1.0.0 (held); facefusion.lock "
+            "rewritten; now running face_swapper 1.0.0")
+        assert _text(chromium, "#module-face_swapper .running") == "1.0.0", "the Runtime follows"
+        assert _text(chromium, "#module-face_swapper .hold") == (
+            "held at 1.0.0 (rolled back from 1.1.0)")
+        chromium.find_element("link text", "History").click()
+        assert "rollback face_swapper 1.1.0 -> 1.0.0" in _text(chromium, "#history")
+    cli.run("rollback", "face_swapper")
+    assert page.lock_text == cli.lock_text
+    assert _generations(page) == _generations(cli)
+
+
+def test_lift_the_hold_and_upgrade_one_module_as_ff_lock_does(
+        published: Published, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
+    page, cli = published.project(tmp_path / "page"), published.project(tmp_path / "cli")
+    for workspace in (page, cli):
+        workspace.run("rollback", "face_swapper")
+    with _serving(page, chromium):
+        _submit(chromium, '#module-face_swapper form.upgrade button')  # labelled Lift hold
+        assert _text(chromium, ".ok") == (
+            "ff lock --upgrade-module face_swapper: upgraded face_swapper standin_inswapper "
+            "1.0.0 -> 1.1.0; hold on face_swapper lifted; facefusion.lock updated")
+        assert _text(chromium, "#module-face_swapper .hold") == ""
+        assert _text(chromium, "#module-face_swapper form.upgrade button") == "Upgrade"
+    cli.run("lock", "--upgrade-module", "face_swapper")
+    assert page.lock_text == cli.lock_text
+    assert _generations(page) == _generations(cli)
+
+    narrow = {**MODULES, "face_swapper": ("standin_inswapper", ">=1,<1.1")}
+    page = published.project(tmp_path / "page-narrow", modules=narrow)
+    cli = published.project(tmp_path / "cli-narrow", modules=narrow)
+    for workspace in (page, cli):  # 1.0.0 locked, then the range widened: 1.1.0 allowed
+        workspace.write_toml(MODULES, registry=str(published.registry))
+    with _serving(page, chromium):
+        _submit(chromium, '#module-face_swapper form.upgrade button')
+        assert _text(chromium, "#module-face_swapper .version") == "1.1.0"
+    cli.run("lock", "--upgrade-module", "face_swapper")
+    assert page.lock_text == cli.lock_text
+
+
+def test_a_refused_action_shows_the_cli_error_and_changes_nothing(
+        published: Published, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
+    page, cli = published.project(tmp_path / "page"), published.project(tmp_path / "cli")
+    page.run("lock")  # history knows the lock: a refusal has nothing to record
+    before = (page.lock_text, _generations(page))
+    said = cli.run("rollback", "face_recognizer", expect=1).err.strip()
+    with _serving(page, chromium) as ui:
+        _submit(chromium, '#module-face_recognizer form.rollback button')
+        assert _text(chromium, "#error") == said
+        assert said.startswith("error: no earlier version of face_recognizer")
+        refused = httpx.post(ui.url + "/rollback", data={"module": "face_recognizer"},
+                             cookies={"ff_ui_token": ui.token})
+        assert refused.status_code == 500, "ff exits 1"
+
+        output = tmp_path / "out.png"
+        said = cli.run("swap", "--source", str(ASTRONAUT), "--target", str(GRACE_HOPPER),
+                       "--output", str(output), "--use", "face_swapper=9.9.9",
+                       expect=2).err.strip()
+        chromium.get(ui.url + "/")
+        chromium.execute_script("document.querySelector(arguments[0]).form.version.value = '9.9.9'",
+                                OFFER.format(module="face_swapper", version="1.0.0"))
+        _submit(chromium, OFFER.format(module="face_swapper", version="1.0.0"))
+        assert _text(chromium, "#error") == said
+        assert said == ("error: standin_inswapper 9.9.9 is not in registry 'default' "
+                        "(versions there: 1.0.0, 1.1.0)")
+        assert _text(chromium, "#module-face_swapper .running") == "1.1.0"
+        refused = httpx.post(ui.url + "/switch", data={"module": "face_swapper",
+                                                       "version": "9.9.9"},
+                             cookies={"ff_ui_token": ui.token})
+        assert refused.status_code == 400, "ff exits 2"
+    assert (page.lock_text, _generations(page)) == before
+    assert not output.exists()
