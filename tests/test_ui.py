@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 
 from ffstore.context import open_context
 from tests.browser import Served, chromium, serve_ui  # noqa: F401  (a fixture)
-from tests.conftest import Workspace
+from tests.conftest import Workspace, run_ff_process
 from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER
 from tests.test_swap_verified import (  # noqa: F401  (a fixture)
     MODULES,
@@ -186,3 +189,38 @@ def test_a_refused_action_shows_the_cli_error_and_changes_nothing(
         assert refused.status_code == 400, "ff exits 2"
     assert (page.lock_text, _generations(page)) == before
     assert not output.exists()
+
+
+# --- the `ff ui` command ---------------------------------------------------------------
+
+
+def test_ff_ui_prints_a_tokened_url_refuses_without_it_and_stops_on_ctrl_c(
+        published: Published, tmp_path: Path) -> None:  # noqa: F811
+    workspace = published.project(tmp_path / "project")
+    # As a terminal's foreground job gets it (see the ff sync Ctrl-C test).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ffstore", "--home", str(workspace.home), "--project",
+         str(workspace.project), "ui", "--port", "0"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        found = re.fullmatch(r"ff ui: (http://127\.0\.0\.1:(\d+))/\?token=([\w-]{20,})", line)
+        assert found, line
+        base = found.group(1)
+        opened = httpx.get(line.removeprefix("ff ui: "), follow_redirects=True)
+        assert opened.status_code == 200 and "<title>Modules - ff ui" in opened.text
+        assert httpx.get(base + "/").status_code == 403
+        assert httpx.get(base + "/history").status_code == 403
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+        assert out.strip().endswith("stopped")
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+    busy = run_ff_process(["ui", "--port", "99999"], workspace.project, workspace.home)
+    assert busy.returncode == 2
+    assert busy.stderr.startswith("error: ") and busy.stderr.count("\n") == 1, busy.stderr

@@ -67,6 +67,8 @@ def ui(state: CliState, host: str, port: int, execution_provider: str | None) ->
                                            lifespan="on"))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down, then raises the Ctrl-C it caught again
+        state.say("stopped")
     finally:
         session.close()
     if not server.started:
