@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,9 +18,10 @@ import httpx
 import pytest
 
 from ffstore.context import open_context
-from tests.browser import Served, chromium, serve_ui  # noqa: F401  (a fixture)
+from tests import standins
+from tests.browser import Served, chromium, screenshot, serve_ui  # noqa: F401  (a fixture)
 from tests.conftest import Workspace, run_ff_process
-from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER
+from tests.swap_fixtures import ASTRONAUT, GRACE_HOPPER, wrong_swapper
 from tests.test_swap_verified import (  # noqa: F401  (a fixture)
     MODULES,
     Published,
@@ -108,6 +112,61 @@ def test_versions_offered_say_signed_trusted_compatible(
         assert _text(chromium, f"{row} .state").startswith("signed by ed25519:")
         assert _text(chromium, f"{row} .state").endswith(", trusted, compatible")
     assert "locked" in _text(chromium, 'tr.offer[data-version="1.1.0"] .marks')
+
+
+
+def _own_registry(published: Published, directory: Path) -> Workspace:  # noqa: F811
+    """A project over a copy of the shared registry, with a store of its own (the
+    shared store must not see that registry's index move on), at the shared lock."""
+    registry = directory / "registry"
+    shutil.copytree(published.registry, registry)
+    workspace = published.project(directory / "project", home=directory / "home")
+    workspace.write_toml(MODULES, registry=str(registry))
+    return replace(workspace, registry=registry)
+
+
+def _publish_more(workspace: Workspace, published: Published) -> None:  # noqa: F811
+    """Swapper releases ff cannot run or lock: one that needs a newer ff, one whose I/O
+    is not a swapper's, and a good one outside the toml's range."""
+    key = str(published.home / "keys" / "alice.key")
+    for version, data, extra in (("1.2.0", standins.face_swapper(2, 0.7), ["--requires-ff", ">=99"]),
+                                 ("1.3.0", wrong_swapper(), []),
+                                 ("2.0.0", standins.face_swapper(3, 0.7), [])):
+        path = workspace.root / "files" / version / "inswapper_128.onnx"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        workspace.run("publish", str(path), "--registry", str(workspace.registry), "--model",
+                      "standin_inswapper", "--version", version, "--module", "face_swapper",
+                      "--key", key, *extra)
+
+
+def test_versions_this_ff_cannot_run_say_why_as_the_cli_would(
+        published: Published, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
+    workspace = _own_registry(published, tmp_path)
+    _publish_more(workspace, published)
+    said = {version: workspace.run("rollback", "face_swapper", "--to", version,
+                                   expect=2).err.strip() for version in ("1.2.0", "1.3.0")}
+    assert "needs ff >=99" in said["1.2.0"] and "its I/O is not" in said["1.3.0"]
+    with _serving(workspace, chromium):
+        def state(version: str) -> str:
+            return _text(chromium, f'tr.offer[data-module="face_swapper"][data-version="{version}"]'
+                                   " .state")
+
+        for version, error in said.items():
+            assert "error: " + state(version).splitlines()[0] == error
+        chromium.find_element("css selector", 'tr.offer[data-version="1.3.0"] summary').click()
+        verbose = workspace.run("-v", "rollback", "face_swapper", "--to", "1.3.0", expect=2).err
+        shown = _text(chromium, 'tr.offer[data-version="1.3.0"] .state pre')
+        assert shown.splitlines() == [line.strip() for line in verbose.splitlines()[1:]], (
+            "the lines ff -v adds")
+        assert state("2.0.0").endswith(", trusted, compatible")
+        outside = 'tr.offer[data-module="face_swapper"][data-version="2.0.0"] td:nth-child(4)'
+        assert _text(chromium, outside) == (
+            "outside '>=1,<2' in facefusion.toml (a live switch only)")
+        for version in ("1.2.0", "1.3.0"):
+            button = chromium.find_element("css selector", OFFER.format(module="face_swapper",
+                                                                        version=version))
+            assert not button.is_enabled()
 
 
 def test_roll_back_from_the_page_writes_what_ff_rollback_writes(
@@ -224,3 +283,38 @@ def test_ff_ui_prints_a_tokened_url_refuses_without_it_and_stops_on_ctrl_c(
     busy = run_ff_process(["ui", "--port", "99999"], workspace.project, workspace.home)
     assert busy.returncode == 2
     assert busy.stderr.startswith("error: ") and busy.stderr.count("\n") == 1, busy.stderr
+
+
+# --- screenshots for docs/ ---------------------------------------------------------------
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+
+def test_screenshots_of_the_main_pages(published: Published, chromium: WebDriver,  # noqa: F811
+                                       tmp_path: Path) -> None:
+    """The Modules page after a rollback, a lifted hold, a rollback from the page and
+    a live switch, with releases this ff cannot run, and the History page.
+    FF_UI_SCREENSHOTS=1 writes them into docs/screenshots/ (commit them); otherwise
+    into a temp folder, so the pages are still drawn on every run."""
+    folder = SCREENSHOTS if os.environ.get("FF_UI_SCREENSHOTS") == "1" else tmp_path
+    workspace = _own_registry(published, tmp_path)
+    for command in (["lock"], ["rollback", "face_swapper"], ["lock", "--upgrade-module",
+                                                            "face_swapper"]):
+        workspace.run(*command)
+    _publish_more(workspace, published)  # versions the page says no to, and why
+    size = chromium.get_window_size()
+    try:
+        with _serving(workspace, chromium):
+            _submit(chromium, "#module-face_swapper form.rollback button")
+            _submit(chromium, OFFER.format(module="face_swapper", version="1.1.0"))
+            for name, link in (("modules", None), ("history", "History")):
+                if link:
+                    chromium.find_element("link text", link).click()
+                chromium.set_window_size(1280, 400)
+                height = chromium.execute_script(  # the whole page, not the first screenful
+                    "return document.documentElement.scrollHeight + outerHeight - innerHeight")
+                chromium.set_window_size(1280, height)
+                screenshot(chromium, folder / f"{name}.png")
+                assert (folder / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        chromium.set_window_size(size["width"], size["height"])

@@ -7,7 +7,8 @@
              how a hold is lifted: ff has no other way, so neither has the page
 
 Success is a 303 to the Modules page with what happened; a refusal renders the page
-with the CLI's `error: ...` line, status 400 where ff exits 2 and 500 where it exits 1.
+with the CLI's `error: ...` line (and the lines `ff -v` adds), status 400 where ff
+exits 2 and 500 where it exits 1.
 The library calls check everything before they write, so a refused action leaves
 facefusion.lock and the history as they were. After a lock change the Runtime, if
 loaded, switches to what the lock now names (`UiSession.follow`)."""
@@ -121,7 +122,9 @@ def routes(session: UiSession) -> list[Route]:
                 error = cli_error(exc)
                 if error is None:
                     raise
-                html = await run_in_threadpool(modules_page, session, error=str(error))
+                # As `ff -v` prints it: the one line, then what explains it further.
+                said = "".join([str(error), *(f"\n  {line}" for line in error.details)])
+                html = await run_in_threadpool(modules_page, session, error=said)
                 return HTMLResponse(html, status_code=400 if error.exit_code == 2 else 500)
             return RedirectResponse("/?" + urlencode({"message": message}), status_code=303)
 

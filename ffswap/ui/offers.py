@@ -22,6 +22,8 @@ class Offer:
     """The trusted keys that signed it; empty when it is refused."""
     refusal: str
     """Why this ff would not run it (the CLI's one-line error); empty when it would."""
+    details: tuple[str, ...]
+    """What `ff -v` adds to that line (every tensor that differs, say)."""
     in_range: bool
     """facefusion.toml's range allows it: what `ff lock` and `ff rollback` need, not a
     live switch (trying a version before widening the range is what a switch is for)."""
@@ -54,7 +56,7 @@ def offers(context: Context, entry: LockedModule) -> Offers:
             pinned = pin(catalog, spec, version)
             check_runnable(context, [pinned], complete=False)
         except FFError as exc:
-            result.append(Offer(version, (), str(exc), spec.allows(version)))
+            result.append(Offer(version, (), str(exc), exc.details, spec.allows(version)))
             continue
-        result.append(Offer(version, tuple(pinned.signers), "", spec.allows(version)))
+        result.append(Offer(version, tuple(pinned.signers), "", (), spec.allows(version)))
     return Offers(spec.registry, result)

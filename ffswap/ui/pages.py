@@ -26,6 +26,14 @@ def _key(key_id: str) -> str:
     return f'<code title="{escape(key_id)}">{escape(key_id[:18])}…</code>'
 
 
+def _details(lines: tuple[str, ...]) -> str:
+    """What `ff -v` prints below an error, folded away."""
+    if not lines:
+        return ""
+    return ("<details><summary>details</summary><pre>" + escape("\n".join(lines))
+            + "</pre></details>")
+
+
 def _hold(hold: Hold | None) -> str:
     if hold is None:
         return ""
@@ -38,7 +46,7 @@ def _form(action: str, label: str, fields: dict[str, str], *, disabled: bool = F
     hidden = "".join(f'<input type=hidden name="{escape(k)}" value="{escape(v)}">'
                      for k, v in fields.items())
     return (f'<form method=post action="{action}" class="{action.strip("/")}" '
-            f'style="display:inline">{hidden}<button type=submit'
+            f'style="display:inline">{hidden}<button type=submit style="white-space:nowrap"'
             f'{" disabled" if disabled else ""} title="{escape(title)}">{escape(label)}</button>'
             "</form>")
 
@@ -60,7 +68,7 @@ def _module_row(name: str, entry: LockedModule, lock: Lock, running: str) -> str
 
 def _offer_row(name: str, offer: Offer, locked: str, running: str | None, range_: str) -> str:
     if offer.refusal:
-        state = f'<span class=refused>{escape(offer.refusal)}</span>'
+        state = f'<span class=refused>{escape(offer.refusal)}</span>' + _details(offer.details)
     else:
         state = f"signed by {' '.join(_key(k) for k in offer.signers)}, trusted, compatible"
     marks = [text for text, on in (("locked", offer.version == locked),
