@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ffstore.errors import InputError
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Switched:
-    """A live switch: the entry's model before and after, and the memory around it."""
+    """A live switch: the entry's model before (described, its session released) and
+    after, and the memory around it."""
 
     before: ActiveModel
     after: ActiveModel
@@ -73,6 +74,9 @@ class UiSession:
             if before is None:
                 raise InputError(f"{name} is not one of the models ff swap runs; ff ui switches "
                                  f"those: {', '.join(sorted(runtime.active))}")
+            # Only the description: holding its adapter would keep the old session
+            # alive through the switch, and the memory after would count it.
+            before = replace(before, adapter=None)
             on_cuda = "CUDA" in runtime.provider
             memory_before = measure(on_cuda)
             after = runtime.switch(name, version)
