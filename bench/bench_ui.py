@@ -10,7 +10,8 @@ each version's first use; the server's RSS (/proc/PID/status) is taken after the
 after `--switches` more, alternating 1.0.0 and 1.1.0. Target: the end within 10 % of
 the start. Usage:
 
-  python bench/bench_ui.py [--switch-mib 64] [--switches 50] [--dir DIR]
+  python bench/bench_ui.py [--switch-mib 64] [--switches 50] [--execution-provider cpu]
+                           [--dir DIR]
 """
 
 from __future__ import annotations
@@ -68,12 +69,12 @@ def server_rss(pid: int, field: str = "VmRSS") -> int:
     raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
-def run(home: Path, project: Path, switches: int, switch_mib: int) -> bool:
+def run(home: Path, project: Path, switches: int, switch_mib: int, provider: str) -> bool:
     import httpx
 
     server = subprocess.Popen(
         [sys.executable, "-m", "ffstore", "--home", str(home), "--project", str(project), "ui",
-         "--port", "0", "--execution-provider", "cpu"], stdout=subprocess.PIPE, text=True,
+         "--port", "0", "--execution-provider", provider], stdout=subprocess.PIPE, text=True,
         cwd=REPO)
     try:
         assert server.stdout is not None
@@ -123,12 +124,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--switch-mib", type=int, default=64)
     parser.add_argument("--switches", type=int, default=50)
+    parser.add_argument("--execution-provider", default="cpu", choices=["cpu", "cuda", "auto"],
+                        help="on CUDA the page also reports GPU memory (last line)")
     parser.add_argument("--dir", type=Path, default=None, help="work here (kept) instead of a temp dir")
     args = parser.parse_args()
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="ff-bench-ui-"))
     try:
         home, project = setup(workdir, args.switch_mib)
-        ok = run(home, project, args.switches, args.switch_mib)
+        ok = run(home, project, args.switches, args.switch_mib, args.execution_provider)
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -246,6 +246,10 @@ def test_a_refused_action_shows_the_cli_error_and_changes_nothing(
                                                        "version": "9.9.9"},
                              cookies={"ff_ui_token": ui.token})
         assert refused.status_code == 400, "ff exits 2"
+        forged = httpx.post(ui.url + "/rollback", data={"module": "face_swapper"},
+                            cookies={"ff_ui_token": ui.token},
+                            headers={"origin": "http://evil.example"})
+        assert forged.status_code == 403, "another site cannot roll back through the browser"
     assert (page.lock_text, _generations(page)) == before
     assert not output.exists()
 
