@@ -140,12 +140,19 @@ class Runtime:
         On any error the current model stays in place. The old session is dropped
         once frames using it finish, and its memory handed back.
         """
+        return self.install(module, self.prepare(module, version))
+
+    def prepare(self, module: str, version: str | None) -> ActiveModel:
+        """Load entry ``module`` at ``version``, checked, without making it current:
+        for a caller that must know the model runs before it commits to it (ff ui,
+        before it rewrites the lock), and installs it afterwards."""
         if kind_of(module) not in MODULES:
             raise ValueError(f"unknown module {module!r}; known: {', '.join(MODULES)}")
-        return self._install(module, self._load(module, version))
+        return self._load(module, version)
 
-    def _install(self, module: str, new: ActiveModel) -> ActiveModel:
-        """Make a loaded model current (a switch; a guard's fallback, loaded before)."""
+    def install(self, module: str, new: ActiveModel) -> ActiveModel:
+        """Make a loaded model current (a switch; a guard's fallback or a model
+        `prepare` loaded before)."""
         with self._lock:
             old = self._active.get(module)
             clash = next((other for other in self._active.values()
@@ -234,7 +241,7 @@ class Runtime:
         (``verdict``: the first bad frame and the reason)."""
         first_bad, reason = verdict
         tripped = self.active[guard.module].version
-        self._install(guard.module, fallback)
+        self.install(guard.module, fallback)
         return Trip(guard.module, tripped, fallback.version, reason, first_bad, redone)
 
     def swap_video(

@@ -254,6 +254,42 @@ def test_a_refused_action_shows_the_cli_error_and_changes_nothing(
     assert not output.exists()
 
 
+
+def test_the_running_models_follow_the_lock_or_the_action_is_refused(
+        published: Published, chromium: WebDriver, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock change loads what the new lock names for the running models before it
+    writes: a model that does not load (here: made to fail, as a GPU out of memory
+    would) refuses the action with the lock untouched."""
+    from ffswap.errors import SwapError
+    from ffswap.runtime import Runtime
+
+    page = published.project(tmp_path / "page")
+    page.run("lock")
+    prepare = Runtime.prepare
+
+    def failing(self: Runtime, module: str, version: str | None) -> object:
+        if version == "1.0.0":
+            raise SwapError("not enough memory for standin_inswapper 1.0.0")
+        return prepare(self, module, version)
+
+    with _serving(page, chromium):
+        _submit(chromium, OFFER.format(module="face_swapper", version="1.1.0"))  # models loaded
+        before = (page.lock_text, _generations(page))
+        monkeypatch.setattr(Runtime, "prepare", failing)
+        _submit(chromium, "#module-face_swapper form.rollback button")
+        assert _text(chromium, "#error") == "error: not enough memory for standin_inswapper 1.0.0"
+        assert (page.lock_text, _generations(page)) == before
+        assert _text(chromium, "#module-face_swapper .running") == "1.1.0"
+        monkeypatch.undo()
+        _submit(chromium, "#module-face_swapper form.rollback button")
+        assert _text(chromium, "#module-face_swapper .running") == "1.0.0"
+        _submit(chromium, "#module-face_swapper form.upgrade button")
+        assert _text(chromium, ".ok").endswith("facefusion.lock updated; now running "
+                                               "face_swapper 1.1.0")
+        assert _text(chromium, "#module-face_swapper .running") == "1.1.0"
+
+
 # --- the `ff ui` command ---------------------------------------------------------------
 
 

@@ -10,12 +10,15 @@ Success is a 303 to the Modules page with what happened; a refusal renders the p
 with the CLI's `error: ...` line (and the lines `ff -v` adds), status 400 where ff
 exits 2 and 500 where it exits 1.
 The library calls check everything before they write, so a refused action leaves
-facefusion.lock and the history as they were. After a lock change the Runtime, if
-loaded, switches to what the lock now names (`UiSession.follow`)."""
+facefusion.lock and the history as they were. When models are loaded, a lock change
+first loads what the new lock will name for them (worked out by the calls the action
+makes: `previous_version`, `resolve`), so a model that does not load refuses the
+action before the lock is written, and switches to them once it is."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -24,11 +27,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ffstore.errors import FFError, InputError, describe_os_error
-from ffstore.lockfile import Lock
 from ffstore.progress import format_size
 from ffswap.ui.memory import Memory
 from ffswap.ui.pages import modules_page
 from ffswap.ui.session import Switched, UiSession
+
+if TYPE_CHECKING:
+    from ffstore.context import Context
+    from ffstore.lockfile import Lock
+    from ffswap.runtime import ActiveModel
 
 
 def cli_error(exc: Exception) -> FFError | None:
@@ -61,19 +68,27 @@ def _field(form: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _followed(session: UiSession, lock: Lock) -> str:
-    """Make the running models follow the lock just written; what now runs. The lock
-    change already checked the new versions as `ff` does (signature, requires.ff,
-    contract) and fetched them, so what is left to fail here is the session itself."""
+def _prepared(session: UiSession, context: Context,
+              plan: Callable[[], Lock]) -> dict[str, ActiveModel]:
+    """The models the lock an action is about to write needs, loaded before it writes
+    (`UiSession.prepare`); `plan` is that lock, worked out by what the action calls.
+    Nothing to do while no models are loaded: the action is then the CLI's alone."""
+    return session.prepare(context, plan()) if session.loaded() else {}
+
+
+def _followed(session: UiSession, lock: Lock, prepared: dict[str, ActiveModel]) -> str:
+    """Make the running models follow the lock just written; what now runs. What
+    the lock names was loaded before it was written, so this fails only when the
+    lock moved meanwhile (the CLI, say) to a version that does not load."""
     try:
-        switched = session.follow(lock)
+        now = session.follow(lock, prepared)
     except Exception as exc:
         error = cli_error(exc)
         if error is None:
             raise
         raise type(error)(f"facefusion.lock was written, but the running models stay as they "
                           f"were: {error}") from None
-    return "".join(f"; now running {s.after.name} {s.after.version}" for s in switched)
+    return "".join(f"; now running {model.name} {model.version}" for model in now)
 
 
 def _switch(session: UiSession, form: Mapping[str, str]) -> str:
@@ -84,22 +99,29 @@ def _switch(session: UiSession, form: Mapping[str, str]) -> str:
 
 
 def _rollback(session: UiSession, form: Mapping[str, str]) -> str:
-    from ffstore.lock_changes import rollback
+    from ffstore.lock_changes import previous_version, rollback
 
+    module = _field(form, "module")
     with session.acting() as context:
-        result = rollback(context, _field(form, "module"))
+        prepared = _prepared(session, context, lambda: context.require_lock().with_module(
+            previous_version(context, module)))
+        result = rollback(context, module)
         changes = ", ".join(f"{c.module} {c.model} {c.from_version or '(none)'} -> "
                             f"{c.to_version} (held)" for c in result.changes)
         return (f"ff rollback: {changes}; facefusion.lock rewritten"
-                + _followed(session, result.lock))
+                + _followed(session, result.lock, prepared))
 
 
 def _upgrade(session: UiSession, form: Mapping[str, str]) -> str:
     from ffstore.lock_changes import lock
+    from ffstore.resolver import resolve
 
     module = _field(form, "module")
+    upgrade = frozenset({module})
     with session.acting() as context:
-        result = lock(context, upgrade=frozenset({module}))
+        prepared = _prepared(session, context, lambda: resolve(
+            context.project, context.catalog, context.read_lock(), False, upgrade))
+        result = lock(context, upgrade=upgrade)
         before = result.previous
         moved = [f"upgraded {name} {entry.model} {before.modules[name].version} -> {entry.version}"
                  for name, entry in sorted(result.lock.modules.items())
@@ -109,7 +131,7 @@ def _upgrade(session: UiSession, form: Mapping[str, str]) -> str:
                   if name not in result.lock.holds]
         outcome = "facefusion.lock updated" if result.changed else "facefusion.lock unchanged"
         return (f"ff lock --upgrade-module {module}: " + "; ".join([*moved, *lifted, outcome])
-                + _followed(session, result.lock))
+                + _followed(session, result.lock, prepared))
 
 
 def routes(session: UiSession) -> list[Route]:

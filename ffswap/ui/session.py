@@ -15,7 +15,8 @@ from ffswap.ui.memory import Memory, measure
 
 if TYPE_CHECKING:
     from ffstore.context import Context
-    from ffstore.lockfile import Lock
+    from ffstore.lockfile import Lock, LockedModule
+    from ffswap.model_source import LoadedModel
     from ffswap.runtime import ActiveModel, Runtime
 
 
@@ -28,6 +29,23 @@ class Switched:
     after: ActiveModel
     memory_before: Memory
     memory_after: Memory
+
+
+class _Current:
+    """The Runtime's model source: the project opened afresh for every load, as for
+    every page, so a switch sees the lock, the toml and the registry's index as they
+    are now (a version published since ff ui started, say), not as at the first load."""
+
+    def __init__(self, open_context: Callable[[], Context], offline: bool) -> None:
+        self._open_context = open_context
+        self._offline = offline
+
+    def load(self, module: str, version: str | None, *,
+             deferred_check: bool = False) -> LoadedModel:
+        from ffswap.locked import LockedModels
+
+        return LockedModels(self._open_context(), offline=self._offline).load(
+            module, version, deferred_check=deferred_check)
 
 
 class UiSession:
@@ -57,9 +75,9 @@ class UiSession:
 
             context = self.context()
             used, _ = runtime_entries(context.require_lock(), no_enhance=False)
-            models = LockedModels(context, offline=context.setting("offline"))
-            models.fetch(used)
-            self._runtime = Runtime(models, dict.fromkeys(used),
+            offline = context.setting("offline")
+            LockedModels(context, offline=offline).fetch(used)
+            self._runtime = Runtime(_Current(self._open_context, offline), dict.fromkeys(used),
                                     execution_provider=self._execution_provider)
         return self._runtime
 
@@ -87,14 +105,40 @@ class UiSession:
         page that only shows the lock does not load models for it)."""
         return {} if self._runtime is None else self._runtime.active
 
-    def follow(self, lock: Lock) -> list[Switched]:
-        """After an action rewrote the lock: switch every loaded entry whose
-        locked version changed to it, so what the page shows is what runs. With
-        no Runtime yet there is nothing to follow (it is built from the lock)."""
+    def _behind(self, lock: Lock) -> list[LockedModule]:
+        """The entries of `lock` that the loaded models run at another version."""
+        loaded = self.loaded()
+        return [entry for name, entry in sorted(lock.modules.items()) if name in loaded
+                and (entry.model, entry.version) != (loaded[name].model, loaded[name].version)]
+
+    def prepare(self, context: Context, lock: Lock) -> dict[str, ActiveModel]:
+        """Before an action writes `lock`: load, without switching to them, the
+        versions it names for loaded entries that run others, so a model that does
+        not load refuses the action instead of leaving facefusion.lock and what runs
+        apart. The lock's own check goes first, for its words on what it refuses."""
+        from ffstore.lock_changes import check_runnable
+
         with self._busy:
-            return [self.switch(name, None) for name, active in self.loaded().items()
-                    if name in lock.modules and (lock.modules[name].model, lock.modules[name].version)
-                    != (active.model, active.version)]
+            behind = self._behind(lock)
+            if not behind:
+                return {}
+            check_runnable(context, behind, complete=False)
+            runtime = self.runtime()
+            return {entry.name: runtime.prepare(entry.name, entry.version) for entry in behind}
+
+    def follow(self, lock: Lock, prepared: dict[str, ActiveModel]) -> list[ActiveModel]:
+        """After the action wrote `lock`: make what `prepare` loaded for it current,
+        so what the page shows is what runs. An entry it names otherwise (the lock
+        moved meanwhile, by the CLI say) is switched to what it names."""
+        with self._busy:
+            runtime = self.runtime()
+            now = []
+            for entry in self._behind(lock):
+                ready = prepared.get(entry.name)
+                if ready is None or (ready.model, ready.version) != (entry.model, entry.version):
+                    ready = runtime.prepare(entry.name, None)
+                now.append(runtime.install(entry.name, ready))
+            return now
 
     def close(self) -> None:
         if self._runtime is not None:
