@@ -169,6 +169,18 @@ def test_versions_this_ff_cannot_run_say_why_as_the_cli_would(
             assert not button.is_enabled()
 
 
+
+def test_a_version_published_while_ff_ui_runs_can_be_switched_to(
+        published: Published, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
+    workspace = _own_registry(published, tmp_path)
+    with _serving(workspace, chromium):
+        _submit(chromium, OFFER.format(module="face_swapper", version="1.0.0"))  # models loaded
+        _publish_more(workspace, published)
+        chromium.refresh()
+        _submit(chromium, OFFER.format(module="face_swapper", version="2.0.0"))
+        assert _text(chromium, "#module-face_swapper .running") == "2.0.0"
+
+
 def test_roll_back_from_the_page_writes_what_ff_rollback_writes(
         published: Published, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
     page, cli = published.project(tmp_path / "page"), published.project(tmp_path / "cli")
