@@ -4,10 +4,13 @@ across requests so a switch is a hot switch, not a restart."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ffswap.ui.memory import Memory, measure
@@ -34,6 +37,7 @@ class UiSession:
         self._execution_provider = execution_provider
         self._runtime: Runtime | None = None
         self._busy = threading.RLock()  # an action may switch, which takes it too
+        self._scratch: Path | None = None
 
     def context(self) -> Context:
         return self._open_context()
@@ -73,7 +77,18 @@ class UiSession:
             after = runtime.switch(name, version)
             return Switched(before, after, memory_before, measure(on_cuda))
 
+    def scratch(self) -> Path:
+        """This session's own temp folder (uploads, run outputs): never the project's,
+        and gone when the session closes, so a browser's uploads outlive no `ff ui`."""
+        with self._busy:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="ff-ui-"))
+            return self._scratch
+
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
