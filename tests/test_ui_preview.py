@@ -60,8 +60,16 @@ def ui(published: Published, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield Ui(served, project)
 
 
-def shots(tmp_path: Path) -> Path:
-    return Path(os.environ.get("FF_UI_SCREENSHOTS") or tmp_path)
+def shoot(driver: WebDriver, tmp_path: Path, name: str) -> None:
+    """A screenshot of the whole page (the window made as tall as the page, then
+    set back for the other tests)."""
+    size = driver.get_window_size()
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], height + 160)
+    try:
+        screenshot(driver, Path(os.environ.get("FF_UI_SCREENSHOTS") or tmp_path) / name)
+    finally:
+        driver.set_window_size(size["width"], size["height"])
 
 
 def wait(driver: WebDriver, until: object, seconds: float = 60) -> None:
@@ -122,7 +130,7 @@ def test_switching_the_swapper_version_changes_the_preview(
     assert running(chromium) == "1.1.0"
     assert "face_swapper standin_inswapper 1.1.0" in chromium.find_element(By.ID, "made").text
     first_url, first = picture(ui, chromium)
-    screenshot(chromium, shots(tmp_path) / "preview.png")
+    shoot(chromium, tmp_path, "preview.png")
 
     switch(chromium, "1.0.0")
     assert "switched face_swapper standin_inswapper 1.1.0 -> standin_inswapper 1.0.0" in \
@@ -181,7 +189,7 @@ def test_upload_a_target_and_refuse_one_that_is_not_an_image(
         "grace_hopper.jpg (uploaded)", "the page keeps what was chosen"
 
 
-def test_scrub_a_clip_and_run_it(ui: Ui, chromium: WebDriver) -> None:  # noqa: F811
+def test_scrub_a_clip_and_run_it(ui: Ui, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
     ui.open(chromium, "/preview")
     choose(chromium, "source", "faces/grace_hopper.jpg")
     choose(chromium, "target", "clips/pan.avi")
@@ -194,6 +202,7 @@ def test_scrub_a_clip_and_run_it(ui: Ui, chromium: WebDriver) -> None:  # noqa: 
                             "new Event('change'))", scrubber)
     wait(chromium, lambda d: d.find_element(By.ID, "preview").get_attribute("data-frame") == "7")
     assert picture(ui, chromium)[0] != first_url
+    assert chromium.find_element(By.ID, "frame-label").text == "7"
 
     chromium.find_element(By.ID, "run").click()
     state = chromium.find_element(By.ID, "run-state")
@@ -201,6 +210,7 @@ def test_scrub_a_clip_and_run_it(ui: Ui, chromium: WebDriver) -> None:  # noqa: 
     assert not error_lines(chromium)
     assert state.text.startswith(f"wrote pan-swapped.avi ({FRAMES} frames, ")
     assert "ran face_detector yunet 2026.5.0" in state.text
+    shoot(chromium, tmp_path, "preview-video.png")
     written = Path(ui.project.parent / "run.avi")
     written.write_bytes(ui.fetch(chromium.find_element(By.ID, "run-output").get_attribute("href")
                                  .removeprefix(ui.served.url)))
@@ -232,12 +242,12 @@ def test_compare_shows_the_metrics_and_a_slider(
         "face_swapper standin_inswapper 1.0.0 → standin_inswapper 1.1.0 on 1 input(s), 1 frame(s)")
     table = chromium.find_element(By.CSS_SELECTOR, "#metrics table").text
     assert "SSIM mean → worst" in table and "grace_hopper.jpg (image)" in table and "total" in table
+    shoot(chromium, tmp_path, "compare.png")
     reveal = chromium.find_element(By.CSS_SELECTOR, "input.reveal")
     chromium.execute_script("arguments[0].value = 20; arguments[0].dispatchEvent("
                             "new Event('input'))", reveal)
     over = chromium.find_element(By.CSS_SELECTOR, ".slider .over")
     assert "80%" in over.value_of_css_property("clip-path")
-    screenshot(chromium, shots(tmp_path) / "compare.png")
     assert b"ff compare face_swapper" in ui.fetch("/compare/report")
 
     Select(chromium.find_element(By.NAME, "from")).select_by_visible_text("1.1.0")

@@ -62,6 +62,7 @@ if (scrub) {
     say('');
     const picture = document.getElementById('preview');
     picture.src = answer.picture; picture.dataset.frame = answer.frame;
+    label.textContent = answer.frame;
     document.getElementById('made').textContent = answer.made;
     document.querySelectorAll('input[name=frame]').forEach((field) => {
       field.value = answer.frame; });
@@ -210,8 +211,9 @@ def routes(session: UiSession) -> list[Route]:
                 f"<input type=hidden name=module value='{escape(name)}'>{keep}"
                 f"{version_select('version', offered, model.version)} <button>Switch</button>"
                 f"</form>{unlisted}</td></tr>")
-        return ("<h2>Versions</h2><p class=muted>A switch changes what this page runs, not "
-                "facefusion.lock.</p><table><tr><th>module</th><th>model</th><th>running</th>"
+        return ("<h2 style=margin-top:0>Versions</h2><p class=muted>A switch changes what this "
+                "page runs, not facefusion.lock.</p><table><tr><th>module</th><th>model</th>"
+                "<th>running</th>"
                 f"<th>locked</th><th>switch to</th></tr>{''.join(rows)}</table>")
 
     def compose(source: str, target: str, frame: int, *, message: str = "",
@@ -247,7 +249,7 @@ def routes(session: UiSession) -> list[Route]:
                 "<label>as <select name=role id=role><option>target</option><option>source</option>"
                 f"</select></label>{keep}<button id=upload>Upload</button></form>"
                 "<div class=error id=js-error hidden></div>"
-                f"{shown}{versions}{SCRIPT}")
+                f"<div class=pair><div>{shown}</div><div>{versions}</div></div>{SCRIPT}")
         return page("Preview", body, here="/preview", message=message, error=error)
 
     async def respond(source: str, target: str, frame: int, status: int = 200,

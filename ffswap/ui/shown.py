@@ -31,7 +31,8 @@ FAILURES = (FFError, SwapError)
 STYLE = """<style>
 .pick{display:flex;gap:14px;flex-wrap:wrap;align-items:end;margin:8px 0}
 .pick label{display:flex;flex-direction:column;gap:2px}
-.shown img{max-width:640px;max-height:520px;border:1px solid #ccc;background:#fff}
+.shown img{max-width:520px;max-height:440px;border:1px solid #ccc;background:#fff}
+.shown{margin:0}#result{max-width:540px}.worse{color:#b00020}
 .slider{position:relative;display:inline-block;line-height:0}
 .slider img{width:256px;image-rendering:pixelated;border:1px solid #ccc}
 .slider .over{position:absolute;left:0;top:0;clip-path:inset(0 50% 0 0)}
