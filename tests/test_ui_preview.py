@@ -55,6 +55,8 @@ def ui(published: Published, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         shutil.copy(image, faces / image.name)
     (workspace.project / "clips").mkdir()
     pan_video(workspace.project / "clips" / "pan.avi", read_test_image(ASTRONAUT), frames=FRAMES)
+    grey = np.full((256, 256, 3), 128, np.uint8)
+    pan_video(workspace.project / "clips" / "blank.avi", grey, frames=4, size=128)
     project = workspace.project
     with serve_ui(lambda: open_context(project, {"home": str(published.home)}, environ={})) as served:
         yield Ui(served, project)
@@ -228,14 +230,17 @@ def test_scrub_a_clip_and_run_it(ui: Ui, chromium: WebDriver, tmp_path: Path) ->
 
 def test_compare_shows_the_metrics_and_a_slider(
         ui: Ui, chromium: WebDriver, tmp_path: Path) -> None:  # noqa: F811
-    ui.open(chromium, "/compare")
+    ui.open(chromium, "/preview")
+    choose(chromium, "source", "faces/astronaut.png")
+    choose(chromium, "target", "faces/grace_hopper.jpg")
+    submit(chromium, "#show")
+    submit(chromium, "#compare-these")
     assert chromium.title.startswith("Compare")
     assert Select(chromium.find_element(By.ID, "module")).first_selected_option.text == "face_swapper"
-    versions = {name: Select(chromium.find_element(By.NAME, name)).first_selected_option.text
-                for name in ("from", "to")}
-    assert versions == {"from": "1.0.0", "to": "1.1.0"}, "ff compare's defaults"
-    choose(chromium, "source", "faces/astronaut.png")
-    Select(chromium.find_element(By.ID, "inputs")).select_by_visible_text("faces/grace_hopper.jpg")
+    chosen = {name: [o.text for o in Select(chromium.find_element(By.NAME, name))
+                     .all_selected_options] for name in ("from", "to", "source", "inputs")}
+    assert chosen == {"from": ["1.0.0"], "to": ["1.1.0"], "source": ["faces/astronaut.png"],
+                      "inputs": ["faces/grace_hopper.jpg"]}, "ff compare's defaults, the preview's files"
     submit(chromium, "#compare")
     assert not error_lines(chromium)
     assert chromium.find_element(By.ID, "compared").text.startswith(
@@ -255,3 +260,44 @@ def test_compare_shows_the_metrics_and_a_slider(
     assert error_lines(chromium) == [
         "error: --from and --to are both face_swapper 1.1.0: nothing to compare"]
     assert not chromium.find_elements(By.ID, "metrics"), "a refused comparison shows no results"
+
+
+def test_a_clip_without_faces_scrubs_unchanged_and_its_run_fails_in_the_page(
+        ui: Ui, chromium: WebDriver) -> None:  # noqa: F811
+    ui.open(chromium, "/preview")
+    choose(chromium, "source", "faces/grace_hopper.jpg")
+    choose(chromium, "target", "clips/blank.avi")
+    submit(chromium, "#show")
+    assert not error_lines(chromium)
+    assert "no face in this frame: left as it is" in chromium.find_element(By.ID, "made").text
+    chromium.find_element(By.ID, "run").click()
+    state = chromium.find_element(By.ID, "run-state")
+    wait(chromium, lambda d: state.get_attribute("data-state") in ("done", "failed"))
+    assert error_lines(chromium) == [
+        "error: no face found in the target video: none of its 4 frames has a face"]
+    assert not chromium.find_element(By.ID, "run-output").is_displayed(), "nothing to download"
+
+
+def test_files_are_chosen_by_key_and_uploads_go_with_the_session(tmp_path: Path) -> None:
+    from ffswap.errors import MediaError
+    from ffswap.ui.media_store import MediaStore
+    from ffswap.ui.session import UiSession
+
+    session = UiSession(lambda: open_context(tmp_path, environ={}))
+    uploads = session.scratch() / "uploads"
+    uploads.mkdir()
+    (tmp_path / "face.png").write_bytes(GRACE_HOPPER.read_bytes())
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "secret.png").write_bytes(GRACE_HOPPER.read_bytes())
+    store = MediaStore(tmp_path, uploads)
+    assert list(store.listing()) == ["project/face.png"]
+    for key in ("project/../face.png", "project/.hidden/secret.png", f"project/{GRACE_HOPPER}"):
+        with pytest.raises(MediaError, match="no such file"):
+            store.get(key, "target")
+    kept = store.upload("me.jpg", GRACE_HOPPER.read_bytes(), "source", ("image",))
+    assert kept.path.parent == uploads and store.get(kept.key, "source").label == "me.jpg (uploaded)"
+    with pytest.raises(MediaError, match=r"the source must be an image, not the video clip\.avi"):
+        store.upload("clip.avi", b"whatever", "source", ("image",))
+    scratch = session.scratch()
+    session.close()
+    assert not scratch.exists(), "uploads go when ff ui stops"

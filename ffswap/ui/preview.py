@@ -13,7 +13,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +26,7 @@ from starlette.routing import Route
 
 from ffstore.errors import FFError
 from ffstore.progress import format_size
+from ffswap.errors import NoFaceError
 from ffswap.media import read_image
 from ffswap.ui import compare_page
 from ffswap.ui.layout import page
@@ -113,13 +116,14 @@ class VideoRun:
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {"state": "idle", "done": 0, "total": None,
                                        "message": "", "error": "", "output": None}
-        self._written: tuple[str, Any] | None = None  # (download name, path)
+        self._written: Path | None = None
 
     def state(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._state)
 
-    def output(self) -> tuple[str, Any] | None:
+    def output(self) -> Path | None:
+        """The last run's video, once it is complete."""
         with self._lock:
             return self._written
 
@@ -144,6 +148,7 @@ class VideoRun:
         try:
             with self._session.acting():
                 runtime = self._session.runtime()
+            began = made_with(runtime.active.values())
             folder = self._session.scratch() / "runs"
             folder.mkdir(exist_ok=True)
             output = folder / f"{target.path.stem}-swapped{suffix}"
@@ -157,12 +162,14 @@ class VideoRun:
             self._set(state="failed", message="", error=f"{type(exc).__name__}: {exc}")
             raise
         audio = ", audio kept" if result.audio == "kept" else ""
+        ended = made_with(runtime.active.values())
+        ran = began if ended == began else f"{began}, switched during the run to {ended}"
         with self._lock:
-            self._written = (output.name, output)
+            self._written = output
             self._state.update(
                 state="done", done=result.frames, total=result.frames, output="/preview/run/output",
                 message=f"wrote {output.name} ({result.frames} frames, {result.swapped_frames} "
-                        f"with faces{audio}); ran {made_with(runtime.active.values())}")
+                        f"with faces{audio}); ran {ran}")
 
 
 def routes(session: UiSession) -> list[Route]:
@@ -178,9 +185,15 @@ def routes(session: UiSession) -> list[Route]:
         face, picture = read_image(source.path), read_frame(target, frame)
         with session.acting():
             runtime = session.runtime()
-            active = runtime.active.values()
-            swapped = runtime.swap_image(face, picture)
-        return Render(pictures.add(swapped), made_with(active), frame, frames)
+            made = made_with(runtime.active.values())
+            try:
+                swapped = runtime.swap_image(face, picture)
+            except NoFaceError as exc:
+                if target.kind != "video" or exc.where != "target image":
+                    raise
+                swapped = picture
+                made += "; no face in this frame: left as it is, as ff swap leaves it"
+        return Render(pictures.add(swapped), made, frame, frames)
 
     def unchanged(module: str) -> str:
         """What a failed switch left running (the Runtime keeps the old model)."""
@@ -332,7 +345,7 @@ def routes(session: UiSession) -> list[Route]:
         written = runs.output()
         if written is None:
             return Response("no finished run", status_code=404, media_type="text/plain")
-        return FileResponse(written[1], filename=written[0])
+        return FileResponse(written, filename=written.name)
 
     return [Route("/preview", show), Route("/preview/render", rerender),
             Route("/preview/switch", switch, methods=["POST"]),
@@ -362,5 +375,7 @@ def _result(made: Render, source: str, target: str) -> str:
     return (f"<section id=result data-source='{escape(source)}' data-target='{escape(target)}'>"
             f"<figure class=shown><img id=preview alt=preview src='{made.picture}' "
             f"data-frame={made.frame}><figcaption>made with <span id=made>{escape(made.made)}"
-            f"</span></figcaption></figure>{video}</section>")
+            f"</span></figcaption></figure>{video}<p><a id=compare-these href='/compare?"
+            f"{escape(urlencode({'source': source, 'inputs': target}))}'>compare two versions on "
+            "these</a></p></section>")
 

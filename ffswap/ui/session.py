@@ -38,6 +38,7 @@ class UiSession:
         self._runtime: Runtime | None = None
         self._busy = threading.RLock()  # an action may switch, which takes it too
         self._scratch: Path | None = None
+        self._scratch_made = threading.Lock()  # not _busy: a long action must not hold it up
 
     def context(self) -> Context:
         return self._open_context()
@@ -80,7 +81,7 @@ class UiSession:
     def scratch(self) -> Path:
         """This session's own temp folder (uploads, run outputs): never the project's,
         and gone when the session closes, so a browser's uploads outlive no `ff ui`."""
-        with self._busy:
+        with self._scratch_made:
             if self._scratch is None:
                 self._scratch = Path(tempfile.mkdtemp(prefix="ff-ui-"))
             return self._scratch

@@ -52,7 +52,7 @@ class Pictures:
     """Rendered PNGs kept in memory, named by their digest: a picture's URL changes
     exactly when its pixels do, and the newest few are kept."""
 
-    KEEP = 24
+    KEEP = 64
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
