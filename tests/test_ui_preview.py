@@ -241,12 +241,15 @@ def test_compare_shows_the_metrics_and_a_slider(
                      .all_selected_options] for name in ("from", "to", "source", "inputs")}
     assert chosen == {"from": ["1.0.0"], "to": ["1.1.0"], "source": ["faces/astronaut.png"],
                       "inputs": ["faces/grace_hopper.jpg"]}, "ff compare's defaults, the preview's files"
+    Select(chromium.find_element(By.ID, "inputs")).select_by_visible_text("clips/pan.avi")
     submit(chromium, "#compare")
     assert not error_lines(chromium)
     assert chromium.find_element(By.ID, "compared").text.startswith(
-        "face_swapper standin_inswapper 1.0.0 → standin_inswapper 1.1.0 on 1 input(s), 1 frame(s)")
+        "face_swapper standin_inswapper 1.0.0 → standin_inswapper 1.1.0 on 2 input(s), "
+        f"{1 + FRAMES} frame(s)")
     table = chromium.find_element(By.CSS_SELECTOR, "#metrics table").text
-    assert "SSIM mean → worst" in table and "grace_hopper.jpg (image)" in table and "total" in table
+    assert "SSIM mean → worst" in table and "total" in table
+    assert "grace_hopper.jpg (image)" in table and "pan.avi (video)" in table
     shoot(chromium, tmp_path, "compare.png")
     reveal = chromium.find_element(By.CSS_SELECTOR, "input.reveal")
     chromium.execute_script("arguments[0].value = 20; arguments[0].dispatchEvent("

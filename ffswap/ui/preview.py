@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ffstore.errors import FFError
 from ffstore.progress import format_size
-from ffswap.errors import NoFaceError
+from ffswap.errors import MediaError, NoFaceError
 from ffswap.media import read_image
 from ffswap.ui import compare_page
 from ffswap.ui.layout import page
@@ -43,6 +43,9 @@ from ffswap.ui.shown import (
     version_select,
     versions_of,
 )
+
+MAX_UPLOAD = 512 << 20
+"""Bytes an upload may have: it is read into memory to be checked."""
 
 WRITABLE = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv"})
 """Video types ffswap.video writes; a run of another (.webm) is written as .mp4."""
@@ -308,8 +311,11 @@ def routes(session: UiSession) -> list[Route]:
         frame = _frame(str(form.get("frame", "")))
         sent = form.get("file")
         try:
-            name, data = ((sent.filename or "", await sent.read()) if isinstance(sent, UploadFile)
-                          else ("", b""))
+            name, data = ((sent.filename or "", await sent.read(MAX_UPLOAD + 1))
+                          if isinstance(sent, UploadFile) else ("", b""))
+            if len(data) > MAX_UPLOAD:
+                raise MediaError(f"cannot use {name}: over {format_size(MAX_UPLOAD)} (the preview "
+                                 "is for short clips; ff swap takes any length)")
             store = media(session, session.context())
             kinds = ("image",) if role == "source" else ("image", "video")
             kept = await run_in_threadpool(store.upload, name, data, role, kinds)
