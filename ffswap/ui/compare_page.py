@@ -125,7 +125,11 @@ def _form(context: Context, session: UiSession, module: str, from_version: str,
             from_version = previous_version(context, name).version
         except FFError as exc:
             note = f"<p class=muted>no default from version: {escape(error_text(exc))}</p>"
-    offered = versions_of(context, name)
+    try:
+        offered = versions_of(context, name)
+    except FFError as exc:  # the registry out of reach: the versions known here still compare
+        offered = sorted({from_version, to_version} - {""})
+        note += f"<p class=muted>registry: {escape(error_text(exc))}</p>"
     listing = list(media(session, context).listing().values())
     modules = "".join(f"<option{' selected' if entry == name else ''}>{escape(entry)}</option>"
                       for entry in used)

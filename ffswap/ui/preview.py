@@ -299,10 +299,12 @@ def routes(session: UiSession) -> list[Route]:
             return await respond(*kept, status=400, error=error_text(exc),
                                  note=await run_in_threadpool(unchanged, module))
         before, after = switched.before, switched.after
-        rss = f"RSS {format_size(switched.memory_before.rss)} -> " \
-              f"{format_size(switched.memory_after.rss)}"
+        was, now = switched.memory_before, switched.memory_after
+        memory = f"RSS {format_size(was.rss)} -> {format_size(now.rss)}"
+        if was.gpu is not None and now.gpu is not None:
+            memory += f", GPU {format_size(was.gpu)} -> {format_size(now.gpu)}"
         return await respond(*kept, message=f"switched {after.name} {before.model} "
-                             f"{before.version} -> {after.model} {after.version} ({rss})")
+                             f"{before.version} -> {after.model} {after.version} ({memory})")
 
     async def upload(request: Request) -> HTMLResponse:
         form = await request.form()
