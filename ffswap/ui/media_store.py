@@ -22,7 +22,7 @@ from ffswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
 from ffswap.video import open_capture
 
 PROJECT, UPLOAD = "project", "upload"
-DEPTH = 2  # the project's own folder and one level of subfolders: a repo's faces/, data/
+DEPTH = 4  # the project folder and three levels below it: a repo's tests/data/images
 MOST = 500  # listed files at most, so a huge tree cannot stall the page
 
 
