@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,3 +307,26 @@ def test_files_are_chosen_by_key_and_uploads_go_with_the_session(tmp_path: Path)
     scratch = session.scratch()
     session.close()
     assert not scratch.exists(), "uploads go when ff ui stops"
+
+
+def test_ff_ui_stopped_by_sigterm_removes_its_temp_folder(
+        ui: Ui, published: Published, tmp_path: Path) -> None:  # noqa: F811
+    """A service manager stops `ff ui` with SIGTERM: the uploads must go then too."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    environ = {**os.environ, "FF_HOME": str(published.home), "TMPDIR": str(temp)}
+    process = subprocess.Popen([sys.executable, "-c", "from ffstore.cli import entry; entry()",
+                                "ui", "--port", "0"], cwd=ui.project, env=environ,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed = process.stdout.readline() if process.stdout else ""
+        url = printed.split()[-1]
+        with httpx.Client(follow_redirects=True, timeout=30) as client:
+            assert client.get(url.replace("/?", "/preview?")).status_code == 200
+        assert len(list(temp.glob("ff-ui-*"))) == 1, "the session made its folder"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+    assert not list(temp.glob("ff-ui-*"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import signal
 import socket
+import sys
 
 import click
 
@@ -65,6 +67,10 @@ def ui(state: CliState, host: str, port: int, execution_provider: str | None) ->
     click.echo("Press Ctrl-C to stop.")
     server = uvicorn.Server(uvicorn.Config(create_app(session, token), log_level="warning",
                                            lifespan="on"))
+    # uvicorn shuts down on SIGTERM, then raises it again; by default that ends the
+    # process before the `finally` below, leaving the session's models and temp folder
+    # (uploads) behind. As SystemExit it runs the `finally` and still exits 143.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         server.run(sockets=[sock])
     finally:
