@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,13 +222,28 @@ def test_scrub_a_clip_and_run_it(ui: Ui, chromium: WebDriver, tmp_path: Path) ->
                                  .removeprefix(ui.served.url)))
     assert len(read_frames(written)) == FRAMES
 
+
+
+def test_one_run_at_a_time(ui: Ui, chromium: WebDriver, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The server runs in this process: the first run is held until the second is refused."""
+    from ffswap.runtime import Runtime
+
+    release = threading.Event()
+    swap_video = Runtime.swap_video
+
+    def held(self: Runtime, *args: object, **kwargs: object) -> object:
+        release.wait(30)
+        return swap_video(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Runtime, "swap_video", held)
     cookies = {"ff_ui_token": ui.served.token}
     asked = {"source": "project/faces/grace_hopper.jpg", "target": "project/clips/pan.avi"}
     with httpx.Client(base_url=ui.served.url, cookies=cookies, timeout=30) as client:
         assert client.post("/preview/run", data=asked).json()["state"] == "running"
         second = client.post("/preview/run", data=asked)
+        release.set()
         assert second.status_code == 400
-        assert second.json()["error"].startswith("a run is already going (frame ")
+        assert second.json()["error"] == "a run is already going (frame 0); wait for it to end"
         wait(chromium, lambda d: client.get("/preview/run").json()["state"] == "done")
 
 

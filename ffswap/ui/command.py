@@ -18,12 +18,14 @@ DEFAULT_PORT = 8780
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """Bind first, so a busy port is one error line and port 0's pick is known."""
+    """Bind and listen first, so a busy port is one error line, port 0's pick is known
+    and a browser opening the URL at once is queued, not refused."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)  # the printed URL answers at once (uvicorn accepts later)
     except OSError as exc:
         raise FFError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port "
                       "(0: any free one)") from None
