@@ -360,7 +360,7 @@ def routes(session: UiSession) -> list[Route]:
             Route("/preview/upload", upload, methods=["POST"]),
             Route("/preview/run", run_state), Route("/preview/run", run, methods=["POST"]),
             Route("/preview/run/output", run_output),
-            Route("/picture/{name}.png", pictures.serve),
+            Route("/preview/picture/{name}.png", pictures.serve),
             *compare_page.routes(session, pictures)]
 
 

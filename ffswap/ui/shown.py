@@ -70,7 +70,7 @@ class Pictures:
             self._kept.move_to_end(name)
             while len(self._kept) > self.KEEP:
                 self._kept.popitem(last=False)
-        return f"/picture/{name}.png"
+        return f"/preview/picture/{name}.png"
 
     async def serve(self, request: Request) -> Response:
         with self._lock:
