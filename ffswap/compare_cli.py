@@ -2,9 +2,11 @@
 other (a CI gate: exit 1 when `--to` is worse than `--from` beyond the thresholds).
 Plugged into the ff CLI through the `ff.commands` entry point, like `ff swap`."""
 
+from __future__ import annotations
+
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -12,7 +14,32 @@ from ffstore.cli import CliState, pass_state
 from ffstore.errors import FFError, InputError
 from ffswap.thresholds import MAX_FRAMES, Thresholds
 
+if TYPE_CHECKING:
+    from ffstore.context import Context
+
 FC = TypeVar("FC", bound=Callable[..., object])
+
+
+def planned(context: Context, module: str, from_version: str | None, to_version: str | None,
+            no_enhance: bool = False) -> tuple[str, list[str], str, str]:
+    """What `ff compare MODULE` runs, refused as the CLI words it: the entry's name,
+    the entries ff swap loads, and the versions from and to (defaults: what `ff
+    rollback` would pick, and the locked one). `ff ui`'s Compare page asks the same."""
+    from ffstore.lock_changes import previous_version
+    from ffstore.manifest import normalize_version, same_version
+    from ffswap.cli import runtime_entries
+
+    lock = context.require_lock()
+    entry = lock.module(module)
+    used, _ = runtime_entries(lock, no_enhance)
+    if entry.name not in used:
+        raise InputError(f"ff swap does not run {entry.name} ({entry.model}); nothing to compare")
+    to = normalize_version(to_version, "--to") if to_version else entry.version
+    start = (normalize_version(from_version, "--from") if from_version
+             else previous_version(context, entry.name).version)
+    if same_version(start, to):
+        raise InputError(f"--from and --to are both {entry.name} {to}: nothing to compare")
+    return entry.name, used, start, to
 
 
 def _limit(name: str, help_text: str, minimum: float = 0.0) -> Callable[[FC], FC]:
@@ -56,10 +83,8 @@ def compare(state: CliState, module: str, more_inputs: tuple[str, ...], from_ver
     compare the outputs: exit 1 when --to is worse beyond the thresholds."""
     from pathlib import Path
 
-    from ffstore.lock_changes import previous_version
-    from ffstore.manifest import normalize_version, same_version
     from ffstore.progress import for_terminal, format_size
-    from ffswap.cli import FrameProgress, as_ff_error, runtime_entries
+    from ffswap.cli import FrameProgress, as_ff_error
     from ffswap.compare import compare as run_compare
     from ffswap.errors import SwapError
     from ffswap.locked import LockedModels
@@ -70,24 +95,15 @@ def compare(state: CliState, module: str, more_inputs: tuple[str, ...], from_ver
     if not paths:
         raise InputError("no inputs: give --inputs PATH... (images, folders or videos)")
     context = state.context(execution_provider=execution_provider, offline=offline or None)
-    lock = context.require_lock()
-    entry = lock.module(module)
-    used, _ = runtime_entries(lock, no_enhance)
-    if entry.name not in used:
-        raise InputError(f"ff swap does not run {entry.name} ({entry.model}); nothing to compare")
-    to = normalize_version(to_version, "--to") if to_version else entry.version
-    start = (normalize_version(from_version, "--from") if from_version
-             else previous_version(context, entry.name).version)
-    if same_version(start, to):
-        raise InputError(f"--from and --to are both {entry.name} {to}: nothing to compare")
+    name, used, start, to = planned(context, module, from_version, to_version, no_enhance)
     try:
         with for_terminal(state.quiet, format_size) as fetching:
             models = LockedModels(context, offline=context.setting("offline"), progress=fetching)
             models.fetch(used)
         progress = FrameProgress(sys.stderr) if not state.quiet and sys.stderr.isatty() else None
         try:
-            result = run_compare(models, entry.name, start, to, read_image(source), paths,
-                                 entries=[name for name in used if name != entry.name],
+            result = run_compare(models, name, start, to, read_image(source), paths,
+                                 entries=[other for other in used if other != name],
                                  thresholds=Thresholds(**limits), max_frames=max_frames,
                                  execution_provider=context.setting("execution_provider"),
                                  progress=progress)
@@ -100,17 +116,17 @@ def compare(state: CliState, module: str, more_inputs: tuple[str, ...], from_ver
     except SwapError as exc:
         raise as_ff_error(exc) from None
     a, b, total = result.a, result.b, result.total
-    state.say(f"compared {entry.name} {a.model} {a.version} -> {b.version} on "
+    state.say(f"compared {name} {a.model} {a.version} -> {b.version} on "
               f"{len(result.inputs)} input(s), {total.frames} frame(s) ({b.provider})")
-    for name, summary in [*((r.path.name, r.summary) for r in result.inputs), ("total", total)]:
-        state.say(f"  {name}: {summary_line(summary)}")
+    for label, summary in [*((r.path.name, r.summary) for r in result.inputs), ("total", total)]:
+        state.say(f"  {label}: {summary_line(summary)}")
     written = [path for path in (report, json_path) if path is not None]
     if written:
         state.say(f"wrote {', '.join(written)}")
     for failure in result.failures:
         click.echo(f"worse: {failure.message}", err=True)
     if result.worse:
-        raise FFError(f"{entry.name} {b.version} is worse than {a.version} beyond "
+        raise FFError(f"{name} {b.version} is worse than {a.version} beyond "
                       f"{len(result.failures)} threshold(s): "
                       + ", ".join(failure.metric for failure in result.failures))
 

@@ -206,22 +206,36 @@ figure{display:inline-block;margin:0 12px 12px 0}
 figcaption{font-size:12px;color:#555}img{display:block;width:192px}"""
 
 
-def render_html(comparison: Comparison) -> str:
+def verdict(comparison: Comparison) -> str:
+    """Whether B is worse, and each threshold it broke, as HTML: the report's and
+    `ff ui`'s Compare page's first words."""
     a, b = comparison.a, comparison.b
-    title = f"ff compare {comparison.module}: {a.model} {a.version} → {b.model} {b.version}"
-    verdict = (f'<p class="worse"><b>{html.escape(b.version)} is worse than '
-               f'{html.escape(a.version)}</b></p><ul>'
-               + "".join(f"<li>{html.escape(f.message)}</li>" for f in comparison.failures)
-               + "</ul>") if comparison.worse else (
-        f'<p class="ok"><b>{html.escape(b.version)} is not worse than {html.escape(a.version)} '
-        "beyond the thresholds</b></p>")
-    thresholds = ", ".join(f"{name} {limit:g}" for name in comparison.thresholds.names()
-                           if (limit := getattr(comparison.thresholds, name)) is not None)
+    if not comparison.worse:
+        return (f'<p class="ok"><b>{html.escape(b.version)} is not worse than '
+                f"{html.escape(a.version)} beyond the thresholds</b></p>")
+    return (f'<p class="worse"><b>{html.escape(b.version)} is worse than '
+            f'{html.escape(a.version)}</b></p><ul>'
+            + "".join(f"<li>{html.escape(f.message)}</li>" for f in comparison.failures)
+            + "</ul>")
+
+
+def metrics_table(comparison: Comparison) -> str:
+    """The per-input and total figures as an HTML table (each cell from → to), the
+    same in the report and on `ff ui`'s Compare page."""
     head = ["input", "frames", "faces", "SSIM mean → worst", "PSNR dB", "found", "landmark shift",
             "identity to source", "identity to target", "ms per frame", "slowdown"]
     rows = [_row(f"{result.path.name} ({result.kind})", result.summary)
             for result in comparison.inputs]
     rows.append(_row("total", comparison.total, "total"))
+    return "\n".join(["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+                      + "</tr>", *rows, "</table>"])
+
+
+def render_html(comparison: Comparison) -> str:
+    a, b = comparison.a, comparison.b
+    title = f"ff compare {comparison.module}: {a.model} {a.version} → {b.model} {b.version}"
+    thresholds = ", ".join(f"{name} {limit:g}" for name in comparison.thresholds.names()
+                           if (limit := getattr(comparison.thresholds, name)) is not None)
     samples = []
     for result in comparison.inputs:
         sample = result.sample
@@ -238,9 +252,8 @@ def render_html(comparison: Comparison) -> str:
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>provider {html.escape(b.provider)}; thresholds: {html.escape(thresholds)}</p>",
-        verdict, "<h2>Per input</h2><p>each cell: from → to (SSIM: mean → worst frame)</p>",
-        "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
-        *rows, "</table>", "<h2>Per frame</h2>", _plots(comparison),
+        verdict(comparison), "<h2>Per input</h2><p>each cell: from → to (SSIM: mean → worst "
+        "frame)</p>", metrics_table(comparison), "<h2>Per frame</h2>", _plots(comparison),
         "<h2>Side by side</h2>", *samples, "</body></html>", ""])
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import signal
 import socket
+import sys
 
 import click
 
@@ -16,12 +18,14 @@ DEFAULT_PORT = 8780
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """Bind first, so a busy port is one error line and port 0's pick is known."""
+    """Bind and listen first, so a busy port is one error line, port 0's pick is known
+    and a browser opening the URL at once is queued, not refused."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)  # the printed URL answers at once (uvicorn accepts later)
     except OSError as exc:
         raise FFError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port "
                       "(0: any free one)") from None
@@ -65,6 +69,10 @@ def ui(state: CliState, host: str, port: int, execution_provider: str | None) ->
     click.echo("Press Ctrl-C to stop.")
     server = uvicorn.Server(uvicorn.Config(create_app(session, token), log_level="warning",
                                            lifespan="on"))
+    # uvicorn shuts down on SIGTERM, then raises it again; by default that ends the
+    # process before the `finally` below, leaving the session's models and temp folder
+    # (uploads) behind. As SystemExit it runs the `finally` and still exits 143.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down, then raises the Ctrl-C it caught again

@@ -4,10 +4,13 @@ across requests so a switch is a hot switch, not a restart."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ffstore.errors import InputError
@@ -55,6 +58,8 @@ class UiSession:
         self._execution_provider = execution_provider
         self._runtime: Runtime | None = None
         self._busy = threading.RLock()  # an action may switch, which takes it too
+        self._scratch: Path | None = None
+        self._scratch_made = threading.Lock()  # not _busy: a long action must not hold it up
 
     def context(self) -> Context:
         return self._open_context()
@@ -140,7 +145,18 @@ class UiSession:
                 now.append(runtime.install(entry.name, ready))
             return now
 
+    def scratch(self) -> Path:
+        """This session's own temp folder (uploads, run outputs): never the project's,
+        and gone when the session closes, so a browser's uploads outlive no `ff ui`."""
+        with self._scratch_made:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="ff-ui-"))
+            return self._scratch
+
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
