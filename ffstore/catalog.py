@@ -58,15 +58,15 @@ class Catalog:
         """Trusted keys for this registry, including keys rotated in by the index."""
         return self._accepted[1]
 
-    def manifest(self, digest: str) -> tuple[Manifest, list[str]]:
-        """The manifest and its trusted signers, fetched if the store lacks it."""
+    def manifest(self, digest: str, model: str) -> tuple[Manifest, list[str]]:
+        """`model`'s manifest and its trusted signers, fetched if the store lacks it."""
         if self._store.has_manifest(digest):
             manifest, signatures = self._store.load_manifest(digest)
             return manifest, self._trust.manifest_signers(manifest, digest, signatures,
                                                           lambda: self.trusted)
-        data = self.registry.read_manifest(digest)
+        data = self.registry.read_manifest(digest, model)
         manifest = parse_manifest(data, digest)
-        raw_signatures = self.registry.read_signatures(digest)
+        raw_signatures = self.registry.read_signatures(digest, model)
         signatures = parse_signatures(raw_signatures, f"signatures of {digest}")
         signers = self._trust.manifest_signers(manifest, digest, signatures, lambda: self.trusted)
         self._store.save_manifest(digest, data, raw_signatures)

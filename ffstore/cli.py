@@ -108,8 +108,8 @@ def key_generate(state: CliState, name: str) -> None:
 @key.command("rotate")
 @click.argument("old")
 @click.argument("new")
-@click.option("--registry", required=True, type=click.Path(file_okay=False),
-              help="Registry directory whose signing key changes.")
+@click.option("--registry", required=True, metavar="DIR_OR_OCI",
+              help="Registry (a directory, or oci://HOST/REPOSITORY) whose signing key changes.")
 @pass_state
 def key_rotate(state: CliState, old: str, new: str, registry: str) -> None:
     """Make NEW the registry's signing key, vouched for by OLD (key names or files;
@@ -119,7 +119,7 @@ def key_rotate(state: CliState, old: str, new: str, registry: str) -> None:
 
     context = state.context(need_project=False)
     new_key = new if is_key_id(new) else _load_key(context, new)
-    rotation = rotate_key(Path(registry), _load_key(context, old), new_key,
+    rotation = rotate_key(context.publish_target(registry), _load_key(context, old), new_key,
                           context.setting("index_expiry_days"))
     state.say(f"{rotation.new_key_id} now signs {registry} (vouched for by {old})"
          if rotation.added else "this rotation is already listed")
@@ -133,8 +133,9 @@ def _load_key(context: Context, name: str) -> Any:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--registry", required=True, type=click.Path(file_okay=False),
-              help="Registry directory to publish into (created if missing).")
+@click.option("--registry", required=True, metavar="DIR_OR_OCI",
+              help="Registry to publish into: a directory (created if missing) or "
+                   "oci://HOST[:PORT]/REPOSITORY.")
 @click.option("--model", required=True, help="Model name, e.g. inswapper_128.")
 @click.option("--version", "version", required=True, help="Version, e.g. 1.2.0 (PEP 440).")
 @click.option("--module", required=True, help="Module kind, e.g. face_swapper.")
@@ -150,8 +151,8 @@ def publish(state: CliState, files: tuple[str, ...], registry: str, model: str, 
     from ffstore.publish import publish as do_publish
 
     context = state.context(need_project=False, index_expiry_days=expires_days)
-    result = do_publish(Path(registry), [Path(f) for f in files], model, version, module,
-                        _load_key(context, key_name), requires_ff,
+    result = do_publish(context.publish_target(registry), [Path(f) for f in files], model,
+                        version, module, _load_key(context, key_name), requires_ff,
                         context.setting("index_expiry_days"))
     outcome = "published" if result.new_version else (
         "signed again" if result.new_signature else "already published, nothing new")
@@ -161,8 +162,9 @@ def publish(state: CliState, files: tuple[str, ...], registry: str, model: str, 
 
 @cli.command("import")
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
-@click.option("--registry", required=True, type=click.Path(file_okay=False),
-              help="Registry directory to publish into (created if missing).")
+@click.option("--registry", required=True, metavar="DIR_OR_OCI",
+              help="Registry to publish into: a directory (created if missing) or "
+                   "oci://HOST[:PORT]/REPOSITORY.")
 @click.option("--key", "key_name", required=True, help="Signing key name or .key file.")
 @click.option("--version", "version", default="1.0.0", show_default=True,
               help="Version given to every imported model.")
@@ -191,8 +193,8 @@ def import_(state: CliState, source: str, registry: str, key_name: str, version:
     if init and toml.exists():
         raise InputError(f"{toml} exists already; edit it, or drop --init")
     key = _load_key(context, key_name)
-    results, notes = import_facefusion(Path(source), Path(registry), key, version,
-                                       context.setting("index_expiry_days"), named)
+    results, notes = import_facefusion(Path(source), context.publish_target(registry), key,
+                                       version, context.setting("index_expiry_days"), named)
     for result in results:
         already = "" if result.new_version else " (already there)"
         state.say(f"{result.manifest.model} {result.manifest.version} "
@@ -201,8 +203,10 @@ def import_(state: CliState, source: str, registry: str, key_name: str, version:
         state.note(note)
     if init:
         from ffstore import fsutil
+        from ffstore.registry import is_url
 
-        location = os.path.relpath(Path(registry).resolve(), root)
+        location = registry if is_url(registry) else os.path.relpath(Path(registry).resolve(),
+                                                                      root)
         chosen = default_modules([result.manifest.model for result in results])
         fsutil.atomic_write(toml, starter_toml(location, key.key_id, chosen, version))
         state.say(f"wrote {toml} ({len(chosen)} modules); next: ff lock")

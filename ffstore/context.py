@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ffstore import settings as settings_mod
 from ffstore.catalog import Catalog
@@ -23,6 +23,10 @@ from ffstore.project import (
     load_project,
 )
 from ffstore.store import Store
+
+if TYPE_CHECKING:
+    from ffstore.publish import Target
+    from ffstore.registry import TransferOptions
 
 
 @dataclass
@@ -95,16 +99,42 @@ class Context:
 
     def _catalog(self, registry_name: str) -> Catalog:
         if registry_name not in self._catalogs:
-            from ffstore.registry import TransferOptions, open_registry
+            from ffstore.registry import open_registry
 
             config = self._registry_config(registry_name)
-            options = TransferOptions(self.setting("http_timeout"), self.setting("http_retries"),
-                                      self.store.partial_dir,
-                                      **({"notify": self.notify} if self.notify else {}))
             self._catalogs[registry_name] = Catalog(
-                config, functools.partial(open_registry, config, self.project.root, options),
+                config, functools.partial(open_registry, config, self.project.root,
+                                          self.transfer_options()),
                 self.project.trusted, self.store)
         return self._catalogs[registry_name]
+
+    def transfer_options(self) -> "TransferOptions":
+        """Network behaviour from the settings, for every registry this command opens."""
+        from ffstore.registry import TransferOptions
+
+        return TransferOptions(self.setting("http_timeout"), self.setting("http_retries"),
+                               self.store.partial_dir,
+                               **({"notify": self.notify} if self.notify else {}))
+
+    def publish_target(self, registry: str) -> "Target":
+        """Where `--registry` of a publishing command points: a directory, or an OCI
+        registry, reached as the project's entry for it says (`insecure`)."""
+        from ffstore.publish import OciTarget
+        from ffstore.registry import canonical_location, is_oci, is_url
+
+        if not is_url(registry):
+            return Path(registry)
+        if not is_oci(registry):
+            raise InputError(f"--registry {registry}: ff publishes into a directory (which a web "
+                             "server may then serve) or an OCI registry (oci://), not over "
+                             "HTTP")
+        check_location(registry, "--registry")
+        canonical = canonical_location(registry)
+        has_project = self.project_root is not None and (
+            self.project_root / "facefusion.toml").is_file()
+        insecure = any(config.insecure and canonical_location(config.location) == canonical
+                       for config in (self.project.registries.values() if has_project else ()))
+        return OciTarget(registry, self.transfer_options(), self.store.root / "state", insecure)
 
 
 def open_context(project_dir: Path | None = None, flags: Mapping[str, Any] | None = None,

@@ -73,7 +73,8 @@ def check_runnable(context: Context, entries: list[LockedModule], complete: bool
     """Refuse entries that an installed runtime cannot run (see ffstore.consumers),
     or whose release says it does not work with this ff; what the runtimes note.
     `complete`: the entries are a whole lock, not a few changed ones."""
-    manifests = [context.catalog(entry.registry).manifest(entry.manifest)[0] for entry in entries]
+    manifests = [context.catalog(entry.registry).manifest(entry.manifest, entry.model)[0]
+                 for entry in entries]
     for manifest in manifests:
         manifest.require_ff(__version__)
     return check_models([ModelInfo.of(manifest) for manifest in manifests], complete)

@@ -25,6 +25,7 @@ class RegistryConfig:
     location: str
     mirrors: tuple[str, ...] = ()
     allow_redirects: bool = False  # to hosts other than the registry's and its mirrors
+    insecure: bool = False  # an OCI registry without TLS, away from this machine
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,14 @@ def load_project(root: Path) -> Project:
 
 
 def check_location(location: str, where: str) -> str:
-    """A registry location: a directory, or an http(s) URL that parses (a typo such
-    as `http://[::1` is refused here, not deep inside the HTTP client)."""
-    if location[:8].lower().startswith(("http://", "https://")):
+    """A registry location: a directory, an http(s) URL or an oci:// location that
+    parses (a typo such as `http://[::1` is refused here, not deep inside the HTTP
+    client)."""
+    from ffstore.registry.oci_names import is_oci, parse_oci
+
+    if is_oci(location):
+        parse_oci(location, where)
+    elif location[:8].lower().startswith(("http://", "https://")):
         from urllib.parse import urlsplit
 
         try:
@@ -107,9 +113,22 @@ def check_location(location: str, where: str) -> str:
         if not parts.hostname:
             raise InputError(f"{where}: {location!r} names no host")
     elif "://" in location:
-        raise InputError(f"{where}: {location!r}: ff reads registries from a directory or over "
-                         "http:// or https://")
+        raise InputError(f"{where}: {location!r}: ff reads registries from a directory, over "
+                         "http:// or https://, or from an OCI registry (oci://)")
     return location
+
+
+def _check_mirror_kinds(location: str, mirrors: tuple[str, ...], where: str) -> None:
+    """A mirror serves blobs the way its registry does: an OCI registry's mirrors
+    are OCI registries (replicas, pull-through caches), a web folder's are web
+    folders."""
+    from ffstore.registry.oci_names import is_oci
+
+    for mirror in mirrors:
+        if is_oci(mirror) != is_oci(location):
+            kind = "oci:// locations" if is_oci(location) else "http(s) URLs"
+            raise InputError(f"{where}.mirrors: {mirror!r}: this registry's mirrors must be "
+                             f"{kind}, like the registry")
 
 
 def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -120,7 +139,7 @@ def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 
 
 MODULE_KEYS = ("model", "version", "registry")
-REGISTRY_KEYS = ("url", "mirrors", "allow_redirects")
+REGISTRY_KEYS = ("url", "mirrors", "allow_redirects", "insecure")
 
 
 def _check_keys(value: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -163,12 +182,15 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
             mirrors = value.get("mirrors", [])
             if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
                 raise InputError(f"{label}.mirrors must be a list of URLs")
-            allow = value.get("allow_redirects", False)
-            if not isinstance(allow, bool):
-                raise InputError(f"{label}.allow_redirects must be true or false")
-            registries[name] = RegistryConfig(name, check_location(value["url"], label),
-                                              tuple(check_location(m, f"{label}.mirrors")
-                                                    for m in mirrors), allow)
+            flags = {}
+            for flag in ("allow_redirects", "insecure"):
+                flags[flag] = value.get(flag, False)
+                if not isinstance(flags[flag], bool):
+                    raise InputError(f"{label}.{flag} must be true or false")
+            location = check_location(value["url"], label)
+            checked = tuple(check_location(m, f"{label}.mirrors") for m in mirrors)
+            _check_mirror_kinds(location, checked, label)
+            registries[name] = RegistryConfig(name, location, checked, **flags)
         else:
             raise InputError(f"{where}: registries.{name} must be a path, a URL, or "
                              "{ url = ..., mirrors = [...] }")

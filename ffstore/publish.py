@@ -1,4 +1,5 @@
-"""Writing to a registry directory: `ff publish` and `ff import`.
+"""Writing to a registry: `ff publish`, `ff import` and `ff key rotate`, into a
+directory here or an OCI registry (ffstore/publish_oci.py does the pushing).
 
 Order matters for crash safety: blobs first, then the manifest and its signatures,
 then the index last. A publish killed at any point leaves the previous index, so
@@ -6,10 +7,11 @@ readers never see a version whose files are not all there."""
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ffstore import fsutil, layout
 from ffstore.blobs import BlobStore
@@ -30,6 +32,9 @@ from ffstore.manifest import (
 from ffstore.modules import check_module_kind
 from ffstore.signing import SigningKey
 from ffstore.trust import check_may_sign
+
+if TYPE_CHECKING:
+    from ffstore.registry.base import TransferOptions
 
 DEFAULT_REQUIRES_FF = ">=0.1"
 ONNX_SUFFIXES = (".onnx", ".dfm")  # .dfm: DeepFaceLive's models, ONNX inside
@@ -79,6 +84,20 @@ def _read_index(root: Path) -> Index:
 
 
 @dataclass(frozen=True)
+class OciTarget:
+    """An OCI registry to publish into (`oci://HOST[:PORT]/REPOSITORY`), with how
+    to reach it and where ff remembers which repositories hold which blobs."""
+
+    location: str
+    options: "TransferOptions"
+    state_dir: Path
+    insecure: bool = False
+
+
+Target = Path | OciTarget
+
+
+@dataclass(frozen=True)
 class Release:
     """One model version to publish: its files and what they are. `names` are the
     files' paths in the manifest (default: relative to their common directory)."""
@@ -92,13 +111,13 @@ class Release:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
     release: Release
     named: list[tuple[Path, str]]
     onnx: list[dict[str, Any] | None]
 
 
-def _prepare(release: Release) -> _Prepared:
+def _prepare(release: Release) -> Prepared:
     """Every check that needs no registry: names, version, kind, paths, ONNX I/O."""
     from ffstore.onnxinfo import read_io
 
@@ -118,27 +137,27 @@ def _prepare(release: Release) -> _Prepared:
         except ValueError as exc:
             raise InputError(str(exc)) from None
         onnx.append({"inputs": io.inputs, "outputs": io.outputs})
-    return _Prepared(replace(release, version=normalize_version(release.version)), named, onnx)
+    return Prepared(replace(release, version=normalize_version(release.version)), named, onnx)
 
 
-def publish(registry_root: Path, files: list[Path], model: str, version: str, module: str,
+def publish(registry: Target, files: list[Path], model: str, version: str, module: str,
             key: SigningKey, requires_ff: str = DEFAULT_REQUIRES_FF,
             expiry_days: int = 365) -> PublishResult:
-    """Add a signed model version to a registry directory. Publishing the same bytes
-    again stores nothing; with another key it adds that key's signature."""
+    """Add a signed model version to a registry. Publishing the same bytes again
+    stores nothing; with another key it adds that key's signature."""
     release = Release(tuple(files), model, version, module, requires_ff)
-    return publish_releases(registry_root, [release], key, expiry_days)[0]
+    return publish_releases(registry, [release], key, expiry_days)[0]
 
 
-def publish_releases(registry_root: Path, releases: list[Release], key: SigningKey,
+def publish_releases(registry: Target, releases: list[Release], key: SigningKey,
                      expiry_days: int = 365) -> list[PublishResult]:
     """Publish several versions as one change: all of them, or (on any refusal)
     none, with nothing left behind; the index is signed once at the end."""
-    return _publish_prepared(registry_root, [_prepare(release) for release in releases], key,
+    return _publish_prepared(registry, [_prepare(release) for release in releases], key,
                              expiry_days)
 
 
-def _publish_prepared(registry_root: Path, prepared: list[_Prepared], key: SigningKey,
+def _publish_prepared(registry: Target, prepared: list[Prepared], key: SigningKey,
                       expiry_days: int) -> list[PublishResult]:
     seen: set[tuple[str, str]] = set()
     for item in prepared:
@@ -146,16 +165,20 @@ def _publish_prepared(registry_root: Path, prepared: list[_Prepared], key: Signi
         if label in seen:
             raise InputError(f"{label[0]} {label[1]} is named twice in one publish")
         seen.add(label)
-    created = not registry_root.exists()
+    if isinstance(registry, OciTarget):
+        from ffstore.publish_oci import publish_oci
+
+        return publish_oci(registry, prepared, key, expiry_days)
+    created = not registry.exists()
     try:
-        return _publish_locked(registry_root, prepared, key, expiry_days)
+        return _publish_locked(registry, prepared, key, expiry_days)
     except BaseException:
         if created:  # a refused first publish leaves no half-made registry behind
-            shutil.rmtree(registry_root, ignore_errors=True)
+            shutil.rmtree(registry, ignore_errors=True)
         raise
 
 
-def _publish_locked(registry_root: Path, prepared: list[_Prepared], key: SigningKey,
+def _publish_locked(registry_root: Path, prepared: list[Prepared], key: SigningKey,
                     expiry_days: int) -> list[PublishResult]:
     with fsutil.file_lock(registry_root / layout.PUBLISH_LOCK):
         index = _read_index(registry_root)
@@ -179,14 +202,14 @@ def _publish_locked(registry_root: Path, prepared: list[_Prepared], key: Signing
             raise
 
 
-def _write_releases(registry_root: Path, index: Index, prepared: list[_Prepared],
+def _write_releases(registry_root: Path, index: Index, prepared: list[Prepared],
                     key: SigningKey, expiry_days: int, blobs: BlobStore, added: list[str],
                     created: list[Path]) -> list[PublishResult]:
     """Blobs, then each manifest and its signatures, then the index. What it adds is
     listed in `added` (blobs) and `created` (documents) as it goes, for the caller
     to take back should any step fail."""
     manifests = [_ingest(blobs, item, added) for item in prepared]
-    existing = [_existing(index, manifest) for manifest in manifests]
+    existing = [published_entry(index, manifest) for manifest in manifests]
     results = []
     for manifest, entry in zip(manifests, existing, strict=True):
         digest = manifest.digest
@@ -195,37 +218,61 @@ def _write_releases(registry_root: Path, index: Index, prepared: list[_Prepared]
             created.append(manifest_path)
             fsutil.atomic_write(manifest_path, manifest.canonical(), mode=0o444)
         signature_path = registry_root / layout.signatures(digest)
-        signatures = parse_signatures(signature_path.read_bytes() if signature_path.exists()
-                                      else None, str(signature_path))
-        new_signature = key.key_id not in signatures
-        if new_signature:
-            signatures[key.key_id] = sign_manifest(key, digest)
+        document = add_signature(signature_path.read_bytes() if signature_path.exists()
+                                 else None, key, digest, str(signature_path))
+        if document is not None:
             if not signature_path.exists():
                 created.append(signature_path)
-            fsutil.atomic_write(signature_path, signature_document(signatures), mode=0o644)
-        if entry is None:
-            index.models.setdefault(manifest.model, {})[manifest.version] = VersionEntry(
-                digest, manifest.module)
+            fsutil.atomic_write(signature_path, document, mode=0o644)
         size = sum(f.size for f in manifest.files if f.digest in added)
-        results.append(PublishResult(manifest, size, entry is None, new_signature))
+        results.append(listed(index, manifest, entry, size, document is not None))
     if any(result.new_version for result in results):
         write_index(registry_root, index, key, expiry_days)
     return results
 
 
-def _ingest(blobs: BlobStore, item: _Prepared, added: list[str]) -> Manifest:
+def add_signature(document: bytes | None, key: SigningKey, digest: str, where: str
+                  ) -> bytes | None:
+    """The signature document with `key`'s signature of manifest `digest` added;
+    None when it already holds one."""
+    signatures = parse_signatures(document, where)
+    if key.key_id in signatures:
+        return None
+    signatures[key.key_id] = sign_manifest(key, digest)
+    return signature_document(signatures)
+
+
+def listed(index: Index, manifest: Manifest, entry: VersionEntry | None, bytes_added: int,
+           new_signature: bool) -> PublishResult:
+    """List a new version in `index` (entry None: it was not there); the result."""
+    if entry is None:
+        index.models.setdefault(manifest.model, {})[manifest.version] = VersionEntry(
+            manifest.digest, manifest.module)
+    return PublishResult(manifest, bytes_added, entry is None, new_signature)
+
+
+def _ingest(blobs: BlobStore, item: Prepared, added: list[str]) -> Manifest:
+    def stored(source: Path) -> tuple[str, int]:
+        result = blobs.ingest_file(source)
+        if result.added:
+            added.append(result.digest)
+        return result.digest, result.size
+
+    return manifest_of(item, stored)
+
+
+def manifest_of(item: Prepared, describe: Callable[[Path], tuple[str, int]]) -> Manifest:
+    """The release's manifest, `describe` giving each file's digest and size."""
     entries = []
     for (source, relative), onnx in zip(item.named, item.onnx, strict=True):
-        stored = blobs.ingest_file(source)
-        if stored.added:
-            added.append(stored.digest)
-        entries.append(FileEntry(relative, stored.digest, stored.size, onnx))
+        digest, size = describe(source)
+        entries.append(FileEntry(relative, digest, size, onnx))
     release = item.release
     return Manifest(release.model, release.version, release.module, tuple(entries),
                     release.requires_ff)
 
 
-def _existing(index: Index, manifest: Manifest) -> VersionEntry | None:
+def published_entry(index: Index, manifest: Manifest) -> VersionEntry | None:
     """The index entry of this version, if published; refused if its content differs."""
     published = find_version(index.models.get(manifest.model, {}), manifest.version)
     if published is None:
@@ -243,7 +290,7 @@ class Rotation:
     added: bool  # False: the registry already listed this rotation
 
 
-def rotate_key(registry_root: Path, old: SigningKey, new: SigningKey | str,
+def rotate_key(registry: Target, old: SigningKey, new: SigningKey | str,
                expiry_days: int) -> Rotation:
     """Introduce `new` (a key, or just its id) as this registry's signing key,
     vouched for by `old` for this registry only: clients that trust `old` then
@@ -256,18 +303,62 @@ def rotate_key(registry_root: Path, old: SigningKey, new: SigningKey | str,
 
     new_key_id = new if isinstance(new, str) else new.key_id
     check_key_id(new_key_id, "new key")
-    if not (registry_root / layout.INDEX).is_file():
-        raise InputError(f"{registry_root} has no {layout.INDEX}; publish into it first")
-    with fsutil.file_lock(registry_root / layout.PUBLISH_LOCK):
-        index = _read_index(registry_root)
+    if isinstance(registry, Path) and not (registry / layout.INDEX).is_file():
+        raise InputError(f"{registry} has no {layout.INDEX}; publish into it first")
+    with index_slot(registry) as slot:
+        index = slot.read()
+        if index is None:
+            raise InputError(f"{slot.where} has no index; publish into it first")
         if any(r.get("old") == old.key_id and r.get("new") == new_key_id
                for r in index.rotations):
             return Rotation(new_key_id, added=False)
         _identify(index)
         index.rotations.append(rotation_record(index, old, new_key_id))
-        write_index(registry_root, index, old, expiry_days,
-                    *(() if isinstance(new, str) else (new,)))
+        slot.write(sign_next(index, old, expiry_days, *(() if isinstance(new, str) else (new,))))
     return Rotation(new_key_id, added=True)
+
+
+class IndexSlot(Protocol):
+    """Where a registry keeps its index, as a change (a rotation) sees it: read,
+    then replaced, with no other writer in between."""
+
+    where: str
+
+    def read(self) -> Index | None:
+        """The index; None when nothing was published yet."""
+
+    def write(self, data: bytes) -> None:
+        """Replace the index with the signed `data`."""
+
+
+@dataclass(frozen=True)
+class _DirectorySlot:
+    root: Path
+
+    @property
+    def where(self) -> str:
+        return str(self.root)
+
+    def read(self) -> Index | None:
+        return _read_index(self.root) if (self.root / layout.INDEX).is_file() else None
+
+    def write(self, data: bytes) -> None:
+        fsutil.atomic_write(self.root / layout.INDEX, data, mode=0o644)
+
+
+@contextmanager
+def index_slot(registry: Target) -> Iterator[IndexSlot]:
+    """The registry's index slot, guarded: a directory's by its publish lock, an OCI
+    registry's by checking, before the write, that no one pushed an index since
+    the read (OCI registries have no locks)."""
+    if isinstance(registry, OciTarget):
+        from ffstore.publish_oci import oci_index_slot
+
+        with oci_index_slot(registry) as slot:
+            yield slot
+    else:
+        with fsutil.file_lock(registry / layout.PUBLISH_LOCK):
+            yield _DirectorySlot(registry)
 
 
 def _identify(index: Index) -> None:
@@ -278,17 +369,23 @@ def _identify(index: Index) -> None:
         index.registry_id = new_registry_id()
 
 
-def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days: int,
-                *cosigners: SigningKey) -> None:
-    """Bump the version (it must only grow), renew the expiry, sign, write."""
+def sign_next(index: Index, key: SigningKey, expiry_days: int, *cosigners: SigningKey) -> bytes:
+    """The index's next signed form: version bumped (it must only grow), expiry
+    renewed."""
     _identify(index)
     index.version += 1
     index.expires = expiry_from_now(expiry_days)
     index.sign(key, *cosigners)
-    fsutil.atomic_write(registry_root / layout.INDEX, index.to_bytes(), mode=0o644)
+    return index.to_bytes()
 
 
-def import_facefusion(source: Path, registry_root: Path, key: SigningKey, version: str,
+def write_index(registry_root: Path, index: Index, key: SigningKey, expiry_days: int,
+                *cosigners: SigningKey) -> None:
+    """Sign the index's next version and write it into a registry directory."""
+    _DirectorySlot(registry_root).write(sign_next(index, key, expiry_days, *cosigners))
+
+
+def import_facefusion(source: Path, registry: Target, key: SigningKey, version: str,
                       expiry_days: int = 365, modules: Mapping[str, str] | None = None
                       ) -> tuple[list[PublishResult], list[str]]:
     """Publish every model of a FaceFusion models folder as a signed version, at
@@ -306,4 +403,4 @@ def import_facefusion(source: Path, registry_root: Path, key: SigningKey, versio
     prepared = [_prepare(release) for release in releases]
     notes = check_models([ModelInfo(p.release.module, p.release.model, p.release.version,
                                     p.named[0][1], p.onnx[0]) for p in prepared], complete=False)
-    return _publish_prepared(registry_root, prepared, key, expiry_days), notes
+    return _publish_prepared(registry, prepared, key, expiry_days), notes

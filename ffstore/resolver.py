@@ -70,7 +70,7 @@ def _unchanged(existing: LockedModule | None, found: LockedModule) -> LockedModu
 def _locked(catalog: Catalog, spec: ModuleSpec, version: str,
             digest: str) -> tuple[LockedModule, Manifest]:
     """The release the index lists as `version`, checked against what it claims."""
-    manifest, signers = catalog.manifest(digest)
+    manifest, signers = catalog.manifest(digest, spec.model)
     if manifest.module != spec.module:
         raise InputError(f"{spec.model} {manifest.version} is a {manifest.module} model, not a "
                          f"{spec.module}; fix modules.{spec.module} in facefusion.toml")

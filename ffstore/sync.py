@@ -60,7 +60,7 @@ def check_fresh(context: Context, lock: Lock) -> bool:
 def verified_manifest(context: Context, entry: LockedModule) -> Manifest:
     """The manifest a lock entry names, from the store or its registry, checked
     against the lock's digest, a trusted signature, and the lock's file list."""
-    manifest, signers = context.catalog(entry.registry).manifest(entry.manifest)
+    manifest, signers = context.catalog(entry.registry).manifest(entry.manifest, entry.model)
     check_lock_entry(entry, manifest, signers)
     return manifest
 
@@ -92,7 +92,8 @@ def sync_modules(context: Context, entries: Iterable[LockedModule],
     def fetch(item: tuple[str, tuple[LockedModule, int, str]]) -> None:
         digest, (entry, size, path) = item
         transfer.start_file(path)
-        context.catalog(entry.registry).registry.fetch_blob(digest, size, store.blobs, transfer)
+        context.catalog(entry.registry).registry.fetch_blob(digest, size, store.blobs, transfer,
+                                                            entry.model)
         transfer.file_done()
 
     if missing:

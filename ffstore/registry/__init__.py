@@ -1,15 +1,19 @@
-"""Registries hold blobs, manifests, signatures and a signed index in one layout
-(see docs/FORMATS.md); this picks the transport for a location."""
+"""Registries hold blobs, manifests, signatures and a signed index (see
+docs/FORMATS.md): a directory or a web folder in one layout, or an OCI registry;
+this picks the backend for a location."""
 
 from pathlib import Path
 
 from ffstore.project import RegistryConfig
 from ffstore.registry.base import Registry, TransferOptions
 from ffstore.registry.local import LocalRegistry
+from ffstore.registry.oci_names import SCHEME, is_oci, parse_oci
 
 
 def is_url(location: str) -> bool:
-    return location[:8].lower().startswith(("http://", "https://"))
+    """Whether `location` is reached over the network (http, https or oci), not a
+    directory."""
+    return location[:8].lower().startswith(("http://", "https://", SCHEME))
 
 
 def canonical_location(location: str) -> str:
@@ -19,6 +23,8 @@ def canonical_location(location: str) -> str:
     arrive resolved."""
     if not is_url(location):
         return location
+    if is_oci(location):
+        return parse_oci(location, "registry").canonical
     from urllib.parse import urlsplit
 
     parts = urlsplit(location)
@@ -32,8 +38,13 @@ def canonical_location(location: str) -> str:
 
 
 def open_registry(config: RegistryConfig, base_dir: Path, options: TransferOptions) -> Registry:
-    """A URL gets the HTTP client; anything else is a directory, relative paths being
-    taken from `base_dir` (the directory of the facefusion.toml that names it)."""
+    """An oci:// location gets the OCI client, a URL the HTTP client; anything else
+    is a directory, relative paths being taken from `base_dir` (the directory of the
+    facefusion.toml that names it)."""
+    if is_oci(config.location):
+        from ffstore.registry.oci import OciRegistry
+
+        return OciRegistry(config.location, config.mirrors, options, config.insecure)
     if is_url(config.location):
         from ffstore.registry.http import HttpRegistry
 
@@ -41,4 +52,5 @@ def open_registry(config: RegistryConfig, base_dir: Path, options: TransferOptio
     return LocalRegistry((base_dir / config.location).resolve(), options)
 
 
-__all__ = ["Registry", "TransferOptions", "canonical_location", "is_url", "open_registry"]
+__all__ = ["Registry", "TransferOptions", "canonical_location", "is_oci", "is_url",
+           "open_registry"]

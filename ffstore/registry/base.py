@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from ffstore import layout
 from ffstore.blobs import BlobStore
@@ -71,6 +71,33 @@ class SourceFailed(Exception):
     bytes, retries used up); another source (a mirror) may still serve a blob."""
 
 
+@dataclass(frozen=True)
+class Document:
+    """A document a registry holds. The directory layout files it by digest alone;
+    an OCI registry files it in its model's repository, hence `model`."""
+
+    kind: Literal["index", "manifest", "signatures"]
+    digest: str = ""
+    model: str = ""
+
+    @property
+    def relative(self) -> str:
+        """Where the directory layout (local and HTTP registries) keeps it."""
+        if self.kind == "index":
+            return layout.INDEX
+        return (layout.manifest if self.kind == "manifest" else layout.signatures)(self.digest)
+
+    @property
+    def what(self) -> str:
+        return {"index": layout.INDEX, "manifest": f"manifest {self.digest}",
+                "signatures": f"signatures of {self.digest}"}[self.kind]
+
+    @property
+    def limit(self) -> int:
+        return {"index": layout.MAX_INDEX, "manifest": layout.MAX_MANIFEST,
+                "signatures": layout.MAX_SIGNATURES}[self.kind]
+
+
 class Registry(ABC):
     """A registry's documents and blobs, with the invariants above. Subclasses
     implement `_read` and `_fetch_blob`, and say how they name a place (`address`)
@@ -85,57 +112,61 @@ class Registry(ABC):
     # --- for subclasses --------------------------------------------------------------
 
     @abstractmethod
-    def _read(self, relative: str, limit: int) -> bytes | None:
-        """The document at `relative`, None when it is not there. May stop reading
+    def _read(self, document: Document, limit: int) -> bytes | None:
+        """The document, None when it is not there. May stop reading
         after `limit + 1` bytes (the caller refuses anything over `limit`). Raises
         Transient or SourceFailed."""
 
     @abstractmethod
-    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
-        """Hand the blob's bytes to `store`'s verifier. Raises SourceFailed with the
+    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress,
+                    model: str) -> None:
+        """Hand the bytes of `model`'s blob to `store`'s verifier. Raises SourceFailed with the
         reason (every source's, where there are several)."""
 
-    def address(self, relative: str) -> str:
-        """How the user is told where `relative` is."""
-        return f"{self.location}/{relative}"
+    def address(self, document: Document) -> str:
+        """How the user is told where `document` is."""
+        return f"{self.location}/{document.relative}"
 
     # --- documents -------------------------------------------------------------------
 
     def read_index(self) -> bytes:
         """The raw signed index; ffstore/trust.py judges it."""
-        return self._required(layout.INDEX, layout.INDEX, layout.MAX_INDEX)
+        return self._required(Document("index"))
 
-    def read_manifest(self, digest: str) -> bytes:
-        """Raw manifest bytes; callers check them against the digest."""
-        return self._required(layout.manifest(digest), f"manifest {digest}", layout.MAX_MANIFEST)
+    def read_manifest(self, digest: str, model: str) -> bytes:
+        """Raw bytes of `model`'s manifest; callers check them against the digest."""
+        return self._required(Document("manifest", digest, model))
 
-    def read_signatures(self, digest: str) -> bytes | None:
+    def read_signatures(self, digest: str, model: str) -> bytes | None:
         """The manifest's signature document, or None when there is none."""
-        return self._document(layout.signatures(digest), f"signatures of {digest}",
-                              layout.MAX_SIGNATURES)
+        return self.find(Document("signatures", digest, model))
 
-    def _document(self, relative: str, what: str, limit: int) -> bytes | None:
+    def find(self, document: Document) -> bytes | None:
+        """The document, None when the registry does not hold it."""
+        limit = document.limit
         try:
-            data = self.retrying(lambda: self._read(relative, limit))
+            data = self.retrying(lambda: self._read(document, limit))
         except SourceFailed as exc:
-            raise FFError(f"cannot read {self.address(relative)}: {exc}; {self.advice}") from None
+            raise FFError(f"cannot read {self.address(document)}: {exc}; {self.advice}") from None
         if data is not None and len(data) > limit:
-            raise FFError(f"{what} in registry {self.location} is larger than {limit >> 10} KiB, "
-                          "which no such ff document is; the registry is damaged")
+            raise FFError(f"{document.what} in registry {self.location} is larger than "
+                          f"{limit >> 10} KiB, which no such ff document is; the registry is "
+                          "damaged")
         return data
 
-    def _required(self, relative: str, what: str, limit: int) -> bytes:
-        data = self._document(relative, what, limit)
+    def _required(self, document: Document) -> bytes:
+        data = self.find(document)
         if data is None:
-            raise FFError(f"{what} not found in registry {self.location}; {self.advice}")
+            raise FFError(f"{document.what} not found in registry {self.location}; {self.advice}")
         return data
 
     # --- blobs -----------------------------------------------------------------------
 
-    def fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
-        """Put the blob into `store`, verified against digest and size."""
+    def fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress,
+                   model: str) -> None:
+        """Put a blob of `model` into `store`, verified against digest and size."""
         try:
-            self._fetch_blob(digest, size, store, progress)
+            self._fetch_blob(digest, size, store, progress, model)
         except SourceFailed as exc:
             raise FFError(f"cannot download blob {digest} ({size} bytes) {exc}; nothing was "
                           "stored; check the registry (and its mirrors) or retry later") from None

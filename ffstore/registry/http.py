@@ -18,7 +18,8 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,14 @@ from ffstore import __version__, fsutil, layout
 from ffstore.blobs import BlobStore, Reader
 from ffstore.digests import hex_part
 from ffstore.errors import VerificationError
-from ffstore.registry.base import Progress, Registry, SourceFailed, TransferOptions, Transient
+from ffstore.registry.base import (
+    Document,
+    Progress,
+    Registry,
+    SourceFailed,
+    TransferOptions,
+    Transient,
+)
 from ffstore.registry.transport import ON_RECEIVE, READINTO, direct_transport
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -58,7 +66,7 @@ def _base(url: str) -> str:
     return url.rstrip("/") + "/"
 
 
-def _classify(exc: httpx.RequestError, timeout: float) -> "Transient | SourceFailed":
+def classify(exc: httpx.RequestError, timeout: float) -> "Transient | SourceFailed":
     """A dropped connection or a server that stops sending is worth retrying. A
     server that refuses or never accepts the connection, a redirect loop, a body that
     does not decode and a certificate that does not verify are not: the user needs
@@ -91,26 +99,97 @@ def _check_status(response: httpx.Response) -> None:
     raise SourceFailed(reason)
 
 
-class HttpRegistry(Registry):
+def new_client(options: TransferOptions, check_request: Callable[[httpx.Request], None],
+               auth: httpx.Auth | None = None) -> httpx.Client:
+    """The client every HTTP registry reads through. `check_request` sees each
+    request, redirects included, and may refuse one by raising SourceFailed.
+    httpx is the client; without a proxy, the bytes travel by http.client, which
+    receives a body for a fraction of the CPU time of httpx's own transport."""
+    timeout = httpx.Timeout(options.timeout, connect=min(CONNECT_TIMEOUT, options.timeout))
+    return httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                        transport=direct_transport(), auth=auth,
+                        event_hooks={"request": [check_request]},
+                        headers={"User-Agent": f"ff/{__version__}"})
+
+
+def get_document(client: httpx.Client, url: str, limit: int, timeout: float,
+                 headers: Mapping[str, str] | None = None) -> bytes | None:
+    """The body at `url`, None when the server answers 404. Stops receiving past
+    `limit`. No-cache: a CDN must revalidate, or it could serve an old index forever."""
+    pace = _Pace(timeout)
+    try:
+        with client.stream("GET", url, headers={"Cache-Control": "no-cache", **(headers or {})},
+                           extensions={ON_RECEIVE: pace.received}) as response:
+            if response.status_code == 404:
+                return None
+            _check_status(response)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                if READINTO not in response.extensions:  # httpx's transport: count here
+                    pace.received(len(chunk))
+                body += chunk
+                if len(body) > limit:
+                    break
+            return bytes(body)
+    except httpx.RequestError as exc:
+        raise classify(exc, timeout) from None
+
+
+@dataclass(frozen=True)
+class BlobSource:
+    """Somewhere a blob can be downloaded from: a registry or a mirror."""
+
+    name: str  # how the user is told of it
+    client: httpx.Client
+    url: Callable[[str, str], str]  # (digest, model) -> the blob's URL
+
+
+class DownloadingRegistry(Registry):
+    """A registry whose blobs are downloaded from `blob_sources`, in order."""
+
+    blob_sources: tuple[BlobSource, ...]
+
+    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress,
+                    model: str) -> None:
+        """Download into `<partial_dir>/<hex>.part`, resuming what an earlier run left,
+        from each source in turn until one delivers the right bytes. The partial file
+        is locked, so two processes wanting one blob download it once."""
+        partial_dir = self.options.partial_dir
+        part = partial_dir / f"{hex_part(digest)}.part"
+        with fsutil.file_lock(part):
+            if store.has(digest, size):  # another process finished it while we waited
+                part.unlink(missing_ok=True)
+                progress.advance(size)
+                return
+            download = _Download(self.options.timeout, part, digest, size, store, progress,
+                                 _Pace(self.options.timeout))
+            failures = []
+            for source in self.blob_sources:
+                try:
+                    self.retrying(functools.partial(download.attempt, source.client,
+                                                    source.url(digest, model)))
+                    return
+                except SourceFailed as exc:
+                    failures.append(f"from {source.name}: {exc}")
+            raise SourceFailed("; ".join(failures))
+
+
+class HttpRegistry(DownloadingRegistry):
     advice = "check the registry URL in facefusion.toml and that its server is up"
 
     def __init__(self, location: str, mirrors: tuple[str, ...], options: TransferOptions,
                  allow_redirects: bool = False) -> None:
         super().__init__(location, options)
         self._base = _base(location)
+        bases = (*(_base(m) for m in mirrors), self._base)
+        self._hosts = {httpx.URL(base).host for base in bases}
+        self._allow_redirects = allow_redirects
+        self._client = new_client(options, self._check_host)
         # Mirrors are listed because they are nearer or cheaper, so blobs are asked of
         # them first; the registry itself is the last resort.
-        self._blob_sources = (*(_base(m) for m in mirrors), self._base)
-        self.options = options
-        self._hosts = {httpx.URL(base).host for base in self._blob_sources}
-        self._allow_redirects = allow_redirects
-        # httpx is the client; without a proxy, the bytes travel by http.client, which
-        # receives a body for a fraction of the CPU time of httpx's own transport.
-        timeout = httpx.Timeout(options.timeout, connect=min(CONNECT_TIMEOUT, options.timeout))
-        self._client = httpx.Client(timeout=timeout, follow_redirects=True,
-                                    max_redirects=MAX_REDIRECTS, transport=direct_transport(),
-                                    event_hooks={"request": [self._check_host]},
-                                    headers={"User-Agent": f"ff/{__version__}"})
+        self.blob_sources = tuple(
+            BlobSource(base, self._client, functools.partial(_layout_blob_url, base))
+            for base in bases)
 
     def _check_host(self, request: httpx.Request) -> None:
         """Refuse a redirect to a host that is neither the registry nor a mirror, unless
@@ -122,64 +201,22 @@ class HttpRegistry(Registry):
 
     # --- documents: index, manifests, signatures ----------------------------------
 
-    def address(self, relative: str) -> str:
-        return self._base + relative
+    def address(self, document: Document) -> str:
+        return self._base + document.relative
 
-    def _read(self, relative: str, limit: int) -> bytes | None:
-        """The document's bytes, None when the server answers 404. Stops receiving
-        past `limit`."""
-        url = self._base + relative
-        pace = _Pace(self.options.timeout)
+    def _read(self, document: Document, limit: int) -> bytes | None:
+        return get_document(self._client, self._base + document.relative, limit,
+                            self.options.timeout)
 
-        try:
-            # no-cache: a CDN must revalidate, or it could serve an old index forever
-            with self._client.stream("GET", url, headers={"Cache-Control": "no-cache"},
-                                     extensions={ON_RECEIVE: pace.received}) as response:
-                if response.status_code == 404:
-                    return None
-                _check_status(response)
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    if READINTO not in response.extensions:  # httpx's transport: count here
-                        pace.received(len(chunk))
-                    body += chunk
-                    if len(body) > limit:
-                        break
-                return bytes(body)
-        except httpx.RequestError as exc:
-            raise _classify(exc, self.options.timeout) from None
-
-    # --- blobs --------------------------------------------------------------------
-
-    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
-        """Download into `<partial_dir>/<hex>.part`, resuming what an earlier run left,
-        from each source in turn until one delivers the right bytes. The partial file
-        is locked, so two processes wanting one blob download it once."""
-        partial_dir = self.options.partial_dir
-        part = partial_dir / f"{hex_part(digest)}.part"
-        with fsutil.file_lock(part):
-            if store.has(digest, size):  # another process finished it while we waited
-                part.unlink(missing_ok=True)
-                progress.advance(size)
-                return
-            download = _Download(self._client, self.options.timeout, part, digest, size, store,
-                                 progress, _Pace(self.options.timeout))
-            failures = []
-            for base in self._blob_sources:
-                try:
-                    self.retrying(functools.partial(download.attempt, base + layout.blob(digest)))
-                    return
-                except SourceFailed as exc:
-                    failures.append(f"from {base}: {exc}")
-            raise SourceFailed("; ".join(failures))
+def _layout_blob_url(base: str, digest: str, _model: str) -> str:
+    return base + layout.blob(digest)
 
 
 class _Download:
     """One blob into its partial file, across attempts and sources."""
 
-    def __init__(self, client: httpx.Client, timeout: float, part: Path, digest: str, size: int,
-                 store: BlobStore, progress: Progress, pace: _Pace) -> None:
-        self._client = client
+    def __init__(self, timeout: float, part: Path, digest: str, size: int, store: BlobStore,
+                 progress: Progress, pace: _Pace) -> None:
         self._pace = pace
         self._timeout = timeout
         self._part, self._digest, self._size = part, digest, size
@@ -204,7 +241,7 @@ class _Download:
         self._progress.advance(-self._counted)
         self._counted = 0
 
-    def attempt(self, url: str) -> None:
+    def attempt(self, client: httpx.Client, url: str) -> None:
         offset = self._part.stat().st_size
         if offset > self._size:
             self._discard()
@@ -216,7 +253,7 @@ class _Download:
             if offset == self._size:  # complete, but not yet verified when that run ended
                 self._store.ingest_resumed(self._part, _nothing, self._digest, self._size)
             else:
-                self._receive(url, offset)
+                self._receive(client, url, offset)
         except VerificationError as exc:
             self._discard()
             if offset and not self._restarted:
@@ -224,13 +261,13 @@ class _Download:
                 raise Transient(str(exc), progressed=True) from None
             raise SourceFailed(f"{exc} (the server sent wrong bytes)") from None
 
-    def _receive(self, url: str, offset: int) -> None:
+    def _receive(self, client: httpx.Client, url: str, offset: int) -> None:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
         before = self._counted
         try:
-            with self._client.stream("GET", url, headers=headers,
+            with client.stream("GET", url, headers=headers,
                                      extensions={ON_RECEIVE: self._received}) as response, \
                     _Writeback(self._part) as writeback:
                 if response.status_code == 416:
@@ -245,7 +282,7 @@ class _Download:
                 self._store.ingest_resumed(self._part, self._reader(response, writeback),
                                            self._digest, self._size)
         except httpx.RequestError as exc:
-            failure = _classify(exc, self._timeout)
+            failure = classify(exc, self._timeout)
             if isinstance(failure, Transient):
                 failure.progressed = self._counted > before
             raise failure from None

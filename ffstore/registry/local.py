@@ -7,7 +7,7 @@ from pathlib import Path
 from ffstore import layout
 from ffstore.blobs import BlobStore
 from ffstore.errors import VerificationError
-from ffstore.registry.base import Progress, Registry, SourceFailed, TransferOptions
+from ffstore.registry.base import Document, Progress, Registry, SourceFailed, TransferOptions
 
 
 class LocalRegistry(Registry):
@@ -19,17 +19,18 @@ class LocalRegistry(Registry):
         if not self.root.is_dir():
             raise SourceFailed(f"registry directory {self.root} does not exist")
 
-    def _read(self, relative: str, limit: int) -> bytes | None:
+    def _read(self, document: Document, limit: int) -> bytes | None:
         self._require_root()
         try:
-            with open(self.root / relative, "rb") as handle:
+            with open(self.root / document.relative, "rb") as handle:
                 return handle.read(limit + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise SourceFailed(exc.strerror or type(exc).__name__) from None
 
-    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress) -> None:
+    def _fetch_blob(self, digest: str, size: int, store: BlobStore, progress: Progress,
+                    model: str) -> None:
         self._require_root()
         source = self.root / layout.blob(digest)
         if not source.is_file():

@@ -1,0 +1,309 @@
+"""OCI registries against the real Distribution registry on 127.0.0.1 (see
+tests/oci_registry.py): publish, lock, sync and rollback through it, mirrors, a
+replayed index, a tampered layer, an interrupted pull, and `oras` (an independent
+OCI client) reading what ff pushed. Authentication: tests/test_oci_auth.py."""
+
+import contextlib
+import hashlib
+import json
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import oras.client
+import pytest
+
+from ffstore.errors import InputError
+from ffstore.registry.oci_format import FF_MANIFEST, MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT
+from ffstore.registry.oci_names import parse_oci, version_tag
+from tests.conftest import ULFD, Workspace
+from tests.oci_registry import OciServer, distribution
+
+SLIM, RFB = ULFD["slim-320"], ULFD["RFB-320"]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciServer]:
+    with distribution(tmp_path_factory.mktemp("oci")) as server:
+        yield server
+
+
+@pytest.fixture
+def repository(request: pytest.FixtureRequest) -> str:
+    """A repository of its own per test, so tests can share one registry."""
+    return "ff/" + request.node.name.lower().replace("_", "-")[:60].strip("-[]")
+
+
+def _publish(workspace: Workspace, location: str, path: Path, version: str,
+             model: str = "ulfd", expect: int = 0) -> str:
+    return workspace.run("publish", str(path), "--registry", location, "--model", model,
+                         "--version", version, "--module", "face_detector", "--key", "alice",
+                         expect=expect).out
+
+
+def _api(server: OciServer, path: str) -> httpx.Response:
+    """A GET of the registry's API, as any OCI client sends it."""
+    return httpx.get(f"http://{server.host}/v2/{path}", timeout=10,
+                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+
+
+def _blob_file(server: OciServer, digest: str) -> Path:
+    hexd = digest.split(":")[1]
+    return server.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+
+def _digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _project(workspace: Workspace, location: str, extra: str = "") -> None:
+    workspace.write_toml({"face_detector": ("ulfd", ">=1.0")}, registry=location, extra=extra)
+
+
+def test_publish_lock_sync_rollback_and_oras_reads_it(workspace: Workspace, registry: OciServer,
+                                                      repository: str, tmp_path: Path) -> None:
+    location = registry.location(repository)
+    _project(workspace, location)
+    _publish(workspace, location, SLIM, "1.0.0")
+    _publish(workspace, location, RFB, "1.1.0")
+    workspace.run("lock")
+    assert "ulfd" in workspace.lock_text and "1.1.0" in workspace.lock_text
+    assert "fetched 1 files" in workspace.run("sync").out
+    assert "1.1.0 -> 1.0.0" in workspace.run("rollback", "face_detector").out
+    workspace.run("lock")  # the hold survives a new lock
+    assert 'version = "1.0.0"' in workspace.lock_text
+    path = Path(workspace.run("path", "face_detector").out.strip())
+    assert _digest(path) == _digest(SLIM)
+
+    # What another OCI tool sees: the version tags, ModelPack media types, the files.
+    client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+    model = f"{registry.host}/{repository}/ulfd"
+    tags = client.get_tags(model)
+    assert {"1.0.0", "1.1.0"} <= set(tags)
+    assert sum(tag.endswith(".sig") for tag in tags) == 2
+    manifest = _api(registry, f"{repository}/ulfd/manifests/1.0.0").json()
+    assert manifest["artifactType"] == MODEL_ARTIFACT
+    assert manifest["config"]["mediaType"] == MODEL_CONFIG
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [MODEL_WEIGHT, FF_MANIFEST]
+    assert manifest["layers"][0]["annotations"]["org.cncf.model.filepath"] == SLIM.name
+    pulled = client.pull(target=f"{model}:1.0.0", outdir=str(tmp_path / "pulled"))
+    by_name = {Path(p).name: Path(p) for p in pulled}
+    assert _digest(by_name[SLIM.name]) == _digest(SLIM)
+    ff_manifest = json.loads(by_name["ff-manifest.json"].read_bytes())
+    assert ff_manifest["files"][0]["digest"] == _digest(SLIM)
+    index = client.pull(target=f"{registry.host}/{repository}:ff-index",
+                        outdir=str(tmp_path / "index"))
+    assert json.loads(Path(index[0]).read_bytes())["signed"]["models"]["ulfd"].keys() == {
+        "1.0.0", "1.1.0"}
+
+
+def test_a_second_publish_to_another_repository_sends_no_blob_bytes(
+        workspace: Workspace, registry: OciServer, repository: str) -> None:
+    first = _publish(workspace, registry.location(repository + "/a"), SLIM, "1.0.0")
+    assert "1.1 MiB added" in first
+    again = _publish(workspace, registry.location(repository + "/c"), SLIM, "1.0.0")
+    assert "published" in again and "0 B added" in again
+    assert _api(registry, f"{repository}/c/ulfd/blobs/{_digest(SLIM)}").content == SLIM.read_bytes()
+    # Publishing the same release into the same registry again changes nothing.
+    tags = _api(registry, f"{repository}/c/ulfd/tags/list").json()["tags"]
+    again = _publish(workspace, registry.location(repository + "/c"), SLIM, "1.0.0")
+    assert "already published, nothing new" in again and "0 B added" in again
+    assert _api(registry, f"{repository}/c/ulfd/tags/list").json()["tags"] == tags
+
+
+def test_a_refused_publish_pushes_nothing(workspace: Workspace, registry: OciServer,
+                                          repository: str) -> None:
+    location = registry.location(repository)
+    _publish(workspace, location, SLIM, "1.0.0")
+    before = _api(registry, f"{repository}/ulfd/tags/list").json()
+    index = _api(registry, f"{repository}/manifests/ff-index").headers["Docker-Content-Digest"]
+    result = workspace.run("publish", str(RFB), "--registry", location, "--model", "ulfd",
+                           "--version", "1.0.0", "--module", "face_detector", "--key", "alice",
+                           expect=1)
+    assert "already published with other content" in result.err
+    result = workspace.run("publish", str(RFB), "--registry", location, "--model", "Upper",
+                           "--version", "1.0.0", "--module", "face_detector", "--key", "alice",
+                           expect=2)
+    assert "cannot be an OCI repository name" in result.err
+    assert _api(registry, f"{repository}/ulfd/tags/list").json() == before
+    assert _api(registry, f"{repository}/manifests/ff-index").headers[
+        "Docker-Content-Digest"] == index
+    assert _api(registry, f"{repository}/ulfd/blobs/{_digest(RFB)}").status_code == 404
+
+
+def test_a_replayed_index_is_refused(workspace: Workspace, registry: OciServer,
+                                     repository: str) -> None:
+    location = registry.location(repository)
+    _project(workspace, location)
+    _publish(workspace, location, SLIM, "1.0.0")
+    old = _api(registry, f"{repository}/manifests/ff-index").content
+    _publish(workspace, location, RFB, "1.1.0")
+    workspace.run("lock")
+    # The registry (or someone who controls it) serves the old, validly signed index.
+    assert httpx.put(f"http://{registry.host}/v2/{repository}/manifests/ff-index", content=old,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+                     ).status_code == 201
+    result = workspace.run("lock", "--upgrade", expect=1)
+    assert "rollback attack" in result.err, result.err
+
+
+def test_a_tampered_layer_is_refused_and_nothing_is_stored(workspace: Workspace,
+                                                           registry: OciServer,
+                                                           repository: str) -> None:
+    location = registry.location(repository)
+    _project(workspace, location)
+    data = bytearray(SLIM.read_bytes())
+    data[1000] ^= 0xFF
+    copy = workspace.root / "tampered" / SLIM.name
+    copy.parent.mkdir()
+    copy.write_bytes(bytes(data))  # a blob ff never stored before, tampered in the registry
+    _publish(workspace, location, copy, "1.0.0")
+    workspace.run("lock")
+    stored = _blob_file(registry, _digest(copy))
+    stored.write_bytes(SLIM.read_bytes())  # same size, other bytes
+    result = workspace.run("sync", expect=1)
+    assert "nothing was stored" in result.err
+    assert not list((workspace.home / "blobs").rglob(_digest(copy).split(":")[1]))
+
+
+class CuttingProxy:
+    """A TCP proxy to the registry that counts what the registry sends and, while
+    `cut_after` is set, drops the first connection that carries more than that many
+    bytes: a pull interrupted mid-blob."""
+
+    def __init__(self, target: str, cut_after: int | None) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.cut_after = cut_after
+        self.sent = 0
+        self.cuts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        carried = 0
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if counted:
+                    if self.cut_after is not None and carried + len(data) > self.cut_after:
+                        data, self.cut_after = data[:self.cut_after - carried], None  # once
+                        self.cuts += 1
+                        self.sent += len(data)
+                        sink.sendall(data)
+                        break
+                    carried += len(data)
+                    self.sent += len(data)
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_an_interrupted_pull_is_resumed_with_a_range_request(workspace: Workspace,
+                                                             registry: OciServer,
+                                                             repository: str) -> None:
+    _publish(workspace, registry.location(repository), RFB, "1.0.0")
+    proxy = CuttingProxy(registry.host, cut_after=RFB.stat().st_size // 2)
+    try:
+        _project(workspace, f"oci://{proxy.host}/{repository}")
+        workspace.run("lock")
+        proxy.cut_after = RFB.stat().st_size // 2
+        proxy.sent = 0
+        assert "fetched 1 files" in workspace.run("sync").out
+        assert proxy.cuts == 1
+        # Each byte of the blob crossed once (plus headers and the manifest).
+        assert proxy.sent < RFB.stat().st_size + 64 * 1024
+    finally:
+        proxy.close()
+    path = Path(workspace.run("path", "face_detector").out.strip())
+    assert _digest(path) == _digest(RFB)
+
+
+def test_a_mirror_serves_blobs_and_the_registry_backs_a_bad_one(
+        workspace: Workspace, registry: OciServer, repository: str, tmp_path: Path) -> None:
+    location = registry.location(repository)
+    with distribution(tmp_path / "mirror") as mirror:
+        mirror_location = mirror.location(repository)
+        _publish(workspace, location, RFB, "1.0.0")
+        _publish(workspace, mirror_location, RFB, "1.0.0")  # a replica
+        _project(workspace, "x")
+        (workspace.project / "facefusion.toml").write_text(
+            (workspace.project / "facefusion.toml").read_text().replace(
+                'default = "x"', f'default = {{ url = "{location}", mirrors = ["{mirror_location}"] }}'))
+        workspace.run("lock")
+        _blob_file(registry, _digest(RFB)).unlink()  # only the mirror can serve it now
+        assert "fetched 1 files" in workspace.run("sync").out
+        shutil.rmtree(workspace.home / "blobs")
+        shutil.rmtree(workspace.home / "views", ignore_errors=True)
+        _blob_file(registry, _digest(RFB)).parent.mkdir(parents=True, exist_ok=True)
+        _blob_file(registry, _digest(RFB)).write_bytes(RFB.read_bytes())
+        data = bytearray(RFB.read_bytes())
+        data[5] ^= 1
+        _blob_file(mirror, _digest(RFB)).write_bytes(bytes(data))  # the mirror lies
+        assert "fetched 1 files" in workspace.run("sync").out
+
+
+def test_warm_sync_and_rollback_never_open_the_registry(workspace: Workspace,
+                                                        repository: str, tmp_path: Path) -> None:
+    with distribution(tmp_path / "gone") as doomed:
+        location = doomed.location(repository)
+        _publish(workspace, location, SLIM, "1.0.0")
+        _publish(workspace, location, RFB, "1.1.0")
+        workspace.write_toml({"face_detector": ("ulfd", "==1.0.0")}, registry=location)
+        workspace.run("lock")
+        workspace.run("sync")
+        _project(workspace, location)
+        workspace.run("lock", "--upgrade")
+        workspace.run("sync")
+    # The registry is gone: what the store holds is enough.
+    assert "1.1.0 -> 1.0.0" in workspace.run("rollback", "face_detector").out
+    assert "fetched 0 files" in workspace.run("sync").out
+
+
+def test_locations_are_checked_and_plain_http_is_only_for_this_machine(
+        workspace: Workspace) -> None:
+    assert parse_oci("oci://Registry.Example:5000/team/models", "x").host == \
+        "registry.example:5000"
+    for bad in ("oci://host", "oci://host/Upper", "oci:///repo", "oci://host/a//b"):
+        with pytest.raises(InputError):
+            parse_oci(bad, "x")
+    away = parse_oci("oci://10.1.2.3:5000/ff", "x")
+    assert away.base_url(insecure=False).startswith("https://")
+    assert away.base_url(insecure=True).startswith("http://")
+    assert parse_oci("oci://127.0.0.1:5000/ff", "x").base_url(False).startswith("http://")
+    assert parse_oci("oci://localhost:5000/ff", "x").canonical == \
+        parse_oci("oci://127.0.0.1:5000/ff/", "x").canonical
+    assert version_tag("1.0.0+local.2") == "1.0.0_local.2"
+    with pytest.raises(InputError):
+        version_tag("1!2.0")
+    workspace.write_toml({"face_detector": ("ulfd", ">=1.0")}, registry="oci://host/Bad")
+    assert "not a valid OCI name" in workspace.run("lock", expect=2).err
+    (workspace.project / "facefusion.toml").write_text(
+        '[registries]\ndefault = { url = "oci://host/ff", mirrors = ["https://m.example/ff"] }\n')
+    assert "must be oci:// locations" in workspace.run("lock", expect=2).err
+    (workspace.project / "facefusion.toml").write_text(
+        '[registries]\ndefault = { url = "oci://host/ff", insecure = "yes" }\n')
+    assert "insecure must be true or false" in workspace.run("lock", expect=2).err
+    (workspace.project / "facefusion.toml").unlink()
+    result = workspace.run("publish", str(SLIM), "--registry", "https://host/ff", "--model",
+                           "ulfd", "--version", "1.0.0", "--module", "face_detector", "--key",
+                           "alice", expect=2)
+    assert "not over HTTP" in result.err
