@@ -16,7 +16,7 @@ import httpx
 import oras.client
 import pytest
 
-from ffstore.errors import InputError
+from ffstore.errors import FFError, InputError
 from ffstore.registry.oci_format import FF_MANIFEST, MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT
 from ffstore.registry.oci_names import parse_oci, version_tag
 from tests.conftest import ULFD, Workspace
@@ -307,3 +307,37 @@ def test_locations_are_checked_and_plain_http_is_only_for_this_machine(
                            "ulfd", "--version", "1.0.0", "--module", "face_detector", "--key",
                            "alice", expect=2)
     assert "not over HTTP" in result.err
+
+
+def test_a_key_rotation_over_oci_is_followed(workspace: Workspace, registry: OciServer,
+                                             repository: str) -> None:
+    location = registry.location(repository)
+    _project(workspace, location)  # trusts alice only
+    _publish(workspace, location, SLIM, "1.0.0")
+    workspace.run("key", "generate", "bob")
+    assert "now signs" in workspace.run("key", "rotate", "alice", "bob", "--registry",
+                                        location).out
+    workspace.run("publish", str(RFB), "--registry", location, "--model", "ulfd", "--version",
+                  "1.1.0", "--module", "face_detector", "--key", "bob")
+    workspace.run("lock")
+    assert 'version = "1.1.0"' in workspace.lock_text
+
+
+def test_a_publish_racing_another_is_told_to_run_again(workspace: Workspace,
+                                                       registry: OciServer,
+                                                       repository: str) -> None:
+    from ffstore.publish import OciTarget, index_slot, sign_next
+    from ffstore.registry.base import TransferOptions
+    from ffstore.signing import load_key
+
+    location = registry.location(repository)
+    _publish(workspace, location, SLIM, "1.0.0")
+    target = OciTarget(location, TransferOptions(5, 2, workspace.root / "partial"),
+                       workspace.root / "state")
+    with index_slot(target) as slot:
+        index = slot.read()
+        assert index is not None and index.version == 1
+        _publish(workspace, location, RFB, "1.1.0")  # someone else, meanwhile
+        with pytest.raises(FFError, match="another publish changed the index"):
+            slot.write(sign_next(index, load_key(workspace.home / "keys", "alice"), 30))
+    assert "1.1.0" in _api(registry, f"{repository}/ulfd/tags/list").json()["tags"]
