@@ -1,24 +1,36 @@
 """A real OCI registry for the tests: the Distribution registry (`docker-registry`,
 the Debian package; .ci/run installs it), started on 127.0.0.1 with its storage in a
 temp folder and stopped afterwards. `auth` is the config's `auth` section as a
-dict (none: anonymous pushes and pulls), so tests can run it behind htpasswd or a
-token service of their own."""
+dict (none: anonymous pushes and pulls), so tests can run it behind htpasswd
+(`htpasswd_auth`) or a token service (`token_service`, whose `auth` section it gives)."""
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import bcrypt
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
 
 REGISTRY = shutil.which("docker-registry")
 
@@ -79,3 +91,140 @@ def distribution(root: Path, auth: dict[str, Any] | None = None) -> Iterator[Oci
             process.kill()
             process.wait()
         log.close()
+
+
+def htpasswd_auth(root: Path, users: dict[str, str]) -> dict[str, Any]:
+    """The registry's `auth` section for Basic logins of `users` (name: password),
+    in an htpasswd file under `root`: Distribution reads only bcrypt hashes there."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "htpasswd"
+    path.write_text("".join(f"{name}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}\n"
+                            for name, password in users.items()))
+    return {"htpasswd": {"realm": "ff-test", "path": str(path)}}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass
+class TokenService:
+    """A Distribution token service (https://distribution.github.io/distribution/spec/auth/token/):
+    users log in with Basic credentials (GET) or a refresh token (the OAuth2 POST);
+    each gets the actions of `grants` it asks for, in an ES256 JWT whose `x5c` header
+    carries a self-signed certificate the registry trusts through `rootcertbundle`.
+    `requests` records (method, user or None) of every request, so tests can count."""
+
+    realm: str
+    auth: dict[str, Any]  # the registry's `auth` section
+    users: dict[str, str]
+    grants: dict[str, set[str]]  # user: the actions granted (pull, push, ...)
+    refresh_tokens: dict[str, str]  # refresh token: user
+    key: ec.EllipticCurvePrivateKey
+    certificate: bytes  # DER
+    service: str
+    lifetime: int = 300  # expires_in, seconds
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            granted = [a for a in actions.split(",") if a in self.grants.get(user, set())]
+            access.append({"type": kind, "name": name, "actions": granted})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256",
+                  "x5c": [base64.b64encode(self.certificate).decode("ascii")]}
+        claims = {"iss": self.service + "-issuer", "sub": user, "aud": self.service,
+                  "exp": now + self.lifetime, "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex,
+                  "access": access}
+        signing_input = ".".join(_b64url(json.dumps(part).encode()) for part in (header, claims))
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        # JWS wants the raw r||s of ES256, not the DER cryptography returns
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def user_of(self, authorization: str | None) -> str | None:
+        """The user the Basic credentials log in as; None: none or wrong ones."""
+        if not authorization or not authorization.startswith("Basic "):
+            return None
+        name, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+        return name if self.users.get(name) == password else None
+
+
+class _TokenServer(ThreadingHTTPServer):
+    service: TokenService
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    server: _TokenServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the tests' output is theirs."""
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        service = self.server.service
+        query = parse_qs(urlsplit(self.path).query)
+        user = service.user_of(self.headers.get("Authorization"))
+        service.requests.append(("GET", user))
+        if user is None:
+            self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+            return
+        token = service.token(user, query.get("scope", []))
+        issued = datetime.datetime.now(datetime.UTC).isoformat()
+        self._answer(200, {"token": token, "expires_in": service.lifetime, "issued_at": issued})
+
+    def do_POST(self) -> None:
+        service = self.server.service
+        length = int(self.headers.get("Content-Length", "0"))
+        form = parse_qs(self.rfile.read(length).decode())
+        user = service.refresh_tokens.get(form.get("refresh_token", [""])[0])
+        service.requests.append(("POST", user))
+        if form.get("grant_type") != ["refresh_token"] or form.get("client_id") != ["ff"] or user is None:
+            self._answer(401, {"error": "invalid_grant"})
+            return
+        # the OAuth2 answer: access_token, and the scopes space-separated in one param
+        self._answer(200, {"access_token": service.token(user, form.get("scope", [""])[0].split()),
+                           "expires_in": service.lifetime})
+
+
+@contextmanager
+def token_service(root: Path, users: dict[str, str], grants: dict[str, set[str]],
+                  refresh_tokens: dict[str, str] | None = None) -> Iterator[TokenService]:
+    """A token service on 127.0.0.1 in a thread, for as long as the context lasts."""
+    root.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ff test token service")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    bundle = root / "token-cert.pem"
+    bundle.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    server = _TokenServer(("127.0.0.1", 0), _TokenHandler)
+    realm = f"http://127.0.0.1:{server.server_address[1]}/token"
+    service_name = "ff-test-registry"
+    server.service = TokenService(
+        realm, {"token": {"realm": realm, "service": service_name, "issuer": service_name + "-issuer",
+                          "rootcertbundle": str(bundle)}},
+        users, grants, refresh_tokens or {}, key,
+        certificate.public_bytes(serialization.Encoding.DER), service_name)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.service
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
