@@ -39,10 +39,18 @@ REGISTRY = shutil.which("docker-registry")
 class OciServer:
     host: str  # 127.0.0.1:PORT
     storage: Path
+    login: tuple[str, str] | None = None  # who the tests act as, behind authentication
 
     def location(self, repository: str) -> str:
         """The registry location ff takes for `repository` there."""
         return f"oci://{self.host}/{repository}"
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """FF_REGISTRY_AUTH for `login`, as a user would set it."""
+        if self.login is None:
+            return {}
+        return {"FF_REGISTRY_AUTH": f"{self.host}={self.login[0]}:{self.login[1]}"}
 
 
 def _free_port() -> int:

@@ -6,10 +6,12 @@ OCI client) reading what ff pushed. Authentication: tests/test_oci_auth.py."""
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -17,24 +19,58 @@ import oras.client
 import pytest
 
 from ffstore.errors import FFError, InputError
+from ffstore.registry.oci_auth import registry_auth
 from ffstore.registry.oci_format import FF_MANIFEST, MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT
 from ffstore.registry.oci_names import parse_oci, version_tag
 from tests.conftest import ULFD, Workspace
-from tests.oci_registry import OciServer, distribution
+from tests.oci_registry import OciServer, distribution, htpasswd_auth, token_service
 
 SLIM, RFB = ULFD["slim-320"], ULFD["RFB-320"]
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciServer]:
-    with distribution(tmp_path_factory.mktemp("oci")) as server:
-        yield server
+USERS = {"writer": "w-secret-1", "reader": "r-secret-2"}
+
+
+@pytest.fixture(scope="module", params=["anonymous", "token"])
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciServer]:
+    """The registry every test here runs against twice: open, and behind a token
+    service as Docker Hub, GHCR or Harbor run it (`writer` may push, `reader` only
+    pull), the tests acting as `writer` through FF_REGISTRY_AUTH."""
+    if request.param == "anonymous":
+        with distribution(tmp_path_factory.mktemp("oci")) as server:
+            yield server
+        return
+    grants = {"writer": {"pull", "push"}, "reader": {"pull"}}
+    with token_service(tmp_path_factory.mktemp("tokens"), USERS, grants) as tokens, \
+            distribution(tmp_path_factory.mktemp("oci"), auth=tokens.auth) as server:
+        yield replace(server, login=("writer", USERS["writer"]))
+
+
+@pytest.fixture
+def registry(server: OciServer, monkeypatch: pytest.MonkeyPatch) -> OciServer:
+    """The registry, with ff finding the test's credentials where a user keeps them,
+    and no others."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(server.storage.parent / "no-docker-config"))
+    monkeypatch.delenv("FF_REGISTRY_AUTH", raising=False)
+    for name, value in server.environ.items():
+        monkeypatch.setenv(name, value)
+    return server
 
 
 @pytest.fixture
 def repository(request: pytest.FixtureRequest) -> str:
     """A repository of its own per test, so tests can share one registry."""
-    return "ff/" + request.node.name.lower().replace("_", "-")[:60].strip("-[]")
+    return "ff/" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:60].strip("-")
+
+
+def _oras(server: OciServer) -> oras.client.OrasClient:
+    """An ORAS client, logged in as the tests. One per repository: oras-py keeps the
+    token of the first repository it reads and does not fetch another."""
+    client = oras.client.OrasClient(hostname=server.host, insecure=True)
+    if server.login is not None:
+        client.login(*server.login, hostname=server.host)
+    return client
 
 
 def _publish(workspace: Workspace, location: str, path: Path, version: str,
@@ -44,10 +80,16 @@ def _publish(workspace: Workspace, location: str, path: Path, version: str,
                          expect=expect).out
 
 
+def _client(server: OciServer) -> httpx.Client:
+    """A client of the registry's API as any OCI client is, logged in as the tests."""
+    return httpx.Client(base_url=f"http://{server.host}/v2/", timeout=10,
+                        auth=registry_auth(server.host, server.environ),
+                        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+
+
 def _api(server: OciServer, path: str) -> httpx.Response:
-    """A GET of the registry's API, as any OCI client sends it."""
-    return httpx.get(f"http://{server.host}/v2/{path}", timeout=10,
-                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with _client(server) as client:
+        return client.get(path)
 
 
 def _blob_file(server: OciServer, digest: str) -> Path:
@@ -79,7 +121,7 @@ def test_publish_lock_sync_rollback_and_oras_reads_it(workspace: Workspace, regi
     assert _digest(path) == _digest(SLIM)
 
     # What another OCI tool sees: the version tags, ModelPack media types, the files.
-    client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+    client = _oras(registry)
     model = f"{registry.host}/{repository}/ulfd"
     tags = client.get_tags(model)
     assert {"1.0.0", "1.1.0"} <= set(tags)
@@ -94,8 +136,8 @@ def test_publish_lock_sync_rollback_and_oras_reads_it(workspace: Workspace, regi
     assert _digest(by_name[SLIM.name]) == _digest(SLIM)
     ff_manifest = json.loads(by_name["ff-manifest.json"].read_bytes())
     assert ff_manifest["files"][0]["digest"] == _digest(SLIM)
-    index = client.pull(target=f"{registry.host}/{repository}:ff-index",
-                        outdir=str(tmp_path / "index"))
+    index = _oras(registry).pull(target=f"{registry.host}/{repository}:ff-index",
+                                 outdir=str(tmp_path / "index"))
     assert json.loads(Path(index[0]).read_bytes())["signed"]["models"]["ulfd"].keys() == {
         "1.0.0", "1.1.0"}
 
@@ -143,9 +185,9 @@ def test_a_replayed_index_is_refused(workspace: Workspace, registry: OciServer,
     _publish(workspace, location, RFB, "1.1.0")
     workspace.run("lock")
     # The registry (or someone who controls it) serves the old, validly signed index.
-    assert httpx.put(f"http://{registry.host}/v2/{repository}/manifests/ff-index", content=old,
-                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
-                     ).status_code == 201
+    with _client(registry) as client:
+        assert client.put(f"{repository}/manifests/ff-index", content=old, headers={
+            "Content-Type": "application/vnd.oci.image.manifest.v1+json"}).status_code == 201
     result = workspace.run("lock", "--upgrade", expect=1)
     assert "rollback attack" in result.err, result.err
 
@@ -217,12 +259,14 @@ class CuttingProxy:
         self._listener.close()
 
 
-def test_an_interrupted_pull_is_resumed_with_a_range_request(workspace: Workspace,
-                                                             registry: OciServer,
-                                                             repository: str) -> None:
+def test_an_interrupted_pull_is_resumed_with_a_range_request(
+        workspace: Workspace, registry: OciServer, repository: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     _publish(workspace, registry.location(repository), RFB, "1.0.0")
     proxy = CuttingProxy(registry.host, cut_after=RFB.stat().st_size // 2)
     try:
+        if registry.login is not None:  # the same account, at the proxy's address
+            monkeypatch.setenv("FF_REGISTRY_AUTH", f"{proxy.host}={':'.join(registry.login)}")
         _project(workspace, f"oci://{proxy.host}/{repository}")
         workspace.run("lock")
         proxy.cut_after = RFB.stat().st_size // 2
@@ -341,3 +385,55 @@ def test_a_publish_racing_another_is_told_to_run_again(workspace: Workspace,
         with pytest.raises(FFError, match="another publish changed the index"):
             slot.write(sign_next(index, load_key(workspace.home / "keys", "alice"), 30))
     assert "1.1.0" in _api(registry, f"{repository}/ulfd/tags/list").json()["tags"]
+
+
+# --- behind authentication --------------------------------------------------------------
+
+def _login(monkeypatch: pytest.MonkeyPatch, server: OciServer, user: str | None) -> None:
+    if user is None:
+        monkeypatch.delenv("FF_REGISTRY_AUTH", raising=False)
+    else:
+        monkeypatch.setenv("FF_REGISTRY_AUTH", f"{server.host}={user}:{USERS[user]}")
+
+
+def test_who_may_pull_and_push_behind_a_token_service(workspace: Workspace,
+                                                     registry: OciServer, repository: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    if registry.login is None:
+        pytest.skip("the open registry lets anyone push")
+    location = registry.location(repository)
+    _project(workspace, location)
+    _login(monkeypatch, registry, None)
+    result = workspace.run("publish", str(SLIM), "--registry", location, "--model", "ulfd",
+                           "--version", "1.0.0", "--module", "face_detector", "--key", "alice",
+                           expect=1)
+    assert result.err.startswith("error: cannot read") and "401" in result.err
+    assert "FF_REGISTRY_AUTH" in result.err and "Traceback" not in result.err
+    assert "credentials" in workspace.run("lock", expect=1).err
+
+    _login(monkeypatch, registry, "writer")
+    assert "1.1 MiB added" in _publish(workspace, location, SLIM, "1.0.0")
+    assert "0 B added" in _publish(workspace, registry.location(repository + "/copy"),
+                                   SLIM, "1.0.0")  # mounted, with a token for both repositories
+
+    _login(monkeypatch, registry, "reader")
+    workspace.run("lock")
+    assert "fetched 1 files" in workspace.run("sync").out
+    result = workspace.run("publish", str(RFB), "--registry", location, "--model", "ulfd",
+                           "--version", "1.1.0", "--module", "face_detector", "--key", "alice",
+                           expect=1)
+    assert "refused" in result.err and USERS["reader"] not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_publish_and_sync_with_basic_auth(workspace: Workspace, repository: str,
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "basic"
+    root.mkdir()
+    with distribution(root, auth=htpasswd_auth(root, {"writer": USERS["writer"]})) as server:
+        location = server.location(repository)
+        _project(workspace, location)
+        _login(monkeypatch, server, "writer")
+        _publish(workspace, location, SLIM, "1.0.0")
+        workspace.run("lock")
+        assert "fetched 1 files" in workspace.run("sync").out

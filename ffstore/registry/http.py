@@ -96,6 +96,8 @@ def _check_status(response: httpx.Response) -> None:
     reason = f"HTTP {code} {response.reason_phrase}".rstrip()
     if code in RETRY_STATUS:
         raise Transient(reason)
+    if code in (401, 403):
+        reason += " (the server wants credentials, or others than it was sent)"
     raise SourceFailed(reason)
 
 

@@ -99,15 +99,16 @@ class OciPusher:
     def _url(self, repository: str, path: str) -> str:
         return f"{self.reader.base}{repository}/{path}"
 
-    def _call(self, attempt: Callable[[], httpx.Response]) -> httpx.Response:
-        def once() -> httpx.Response:
-            try:
-                return attempt()
-            except httpx.RequestError as exc:
-                raise classify(exc, self.reader.options.timeout) from None
-
+    def _send(self, attempt: Callable[[], httpx.Response]) -> httpx.Response:
         try:
-            return self.reader.retrying(once)
+            return attempt()
+        except httpx.RequestError as exc:
+            raise classify(exc, self.reader.options.timeout) from None
+
+    def _call(self, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+        """`attempt`, retried as every registry request is; a failure is the push's."""
+        try:
+            return self.reader.retrying(lambda: self._send(attempt))
         except SourceFailed as exc:
             raise FFError(f"cannot push to {self.reader.location}: {exc}") from None
 
@@ -141,16 +142,22 @@ class OciPusher:
         return response.status_code == 200
 
     def _start(self, repository: str, digest: str, mount_from: Iterable[str]) -> str | None:
-        """An upload session's URL, or None when a mount made the upload needless."""
+        """An upload session's URL, or None when a mount made the upload needless.
+        A mount the registry declines (202) opens a session all the same; one the
+        credentials may not make (no pull on the source) just costs the upload."""
         for source in mount_from:
             if source == repository:
                 continue
-            response = self._call(lambda source=source: _expect(self.reader.client.post(
-                self._url(repository, "blobs/uploads/"),
-                params={"mount": digest, "from": source}), 201, 202))
+            try:
+                response = self.reader.retrying(lambda source=source: self._send(
+                    lambda: _expect(self.reader.client.post(
+                        self._url(repository, "blobs/uploads/"),
+                        params={"mount": digest, "from": source}), 201, 202)))
+            except SourceFailed:
+                continue
             if response.status_code == 201:
                 return None
-            return str(response.url.join(response.headers["Location"]))  # 202: not mounted
+            return str(response.url.join(response.headers["Location"]))
         response = self._call(lambda: _expect(self.reader.client.post(
             self._url(repository, "blobs/uploads/")), 202))
         return str(response.url.join(response.headers["Location"]))
