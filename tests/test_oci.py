@@ -154,6 +154,10 @@ def test_a_second_publish_to_another_repository_sends_no_blob_bytes(
     again = _publish(workspace, registry.location(repository + "/c"), SLIM, "1.0.0")
     assert "already published, nothing new" in again and "0 B added" in again
     assert _api(registry, f"{repository}/c/ulfd/tags/list").json()["tags"] == tags
+    # What ff remembers of mounts is a cache: damaged, it costs an upload, nothing else.
+    (workspace.home / "state" / "oci-blobs.json").write_text('{"x": [1], "y": {"z": 2}}')
+    assert "1.1 MiB added" in _publish(workspace, registry.location(repository + "/d"), SLIM,
+                                       "1.0.0")
 
 
 def test_a_refused_publish_pushes_nothing(workspace: Workspace, registry: OciServer,

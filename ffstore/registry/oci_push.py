@@ -64,10 +64,13 @@ class MountMemory:
         if path is not None:
             try:
                 loaded = load_json(path.read_bytes(), str(path))
-                if isinstance(loaded, dict):
-                    self._seen = loaded
             except (OSError, ValueError):
-                pass  # a missing or damaged cache is an empty one
+                loaded = {}  # a missing or damaged cache is an empty one
+            self._seen = {host: {digest: [r for r in repositories if isinstance(r, str)]
+                                 for digest, repositories in digests.items()
+                                 if isinstance(repositories, list)}
+                          for host, digests in (loaded if isinstance(loaded, dict) else {}).items()
+                          if isinstance(digests, dict)}
 
     def sources(self, host: str, digest: str) -> list[str]:
         with self._lock:
