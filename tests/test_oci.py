@@ -19,6 +19,8 @@ import oras.client
 import pytest
 
 from ffstore.errors import FFError, InputError
+from ffstore.registry.base import SourceFailed, TransferOptions
+from ffstore.registry.oci import OciRegistry, oci_client
 from ffstore.registry.oci_auth import registry_auth
 from ffstore.registry.oci_format import FF_MANIFEST, MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT
 from ffstore.registry.oci_names import parse_oci, version_tag
@@ -337,6 +339,13 @@ def test_locations_are_checked_and_plain_http_is_only_for_this_machine(
     assert away.base_url(insecure=False).startswith("https://")
     assert away.base_url(insecure=True).startswith("http://")
     assert parse_oci("oci://127.0.0.1:5000/ff", "x").base_url(False).startswith("http://")
+    # Plain HTTP away from this machine is refused before a connection is made, be it
+    # the registry's address or where a redirect leads.
+    options = TransferOptions(5, 1, workspace.root / "partial")
+    with oci_client(away, options, insecure=False) as client, \
+            pytest.raises(SourceFailed, match="plain HTTP, which ff refuses"):
+        client.get("http://10.1.2.3:5000/v2/")
+    assert OciRegistry("oci://10.1.2.3:5000/ff", (), options).base == "https://10.1.2.3:5000/v2/"
     assert parse_oci("oci://localhost:5000/ff", "x").canonical == \
         parse_oci("oci://127.0.0.1:5000/ff/", "x").canonical
     assert version_tag("1.0.0+local.2") == "1.0.0_local.2"
