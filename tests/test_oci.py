@@ -24,7 +24,7 @@ from ffstore.registry.oci import OciRegistry, oci_client
 from ffstore.registry.oci_auth import registry_auth
 from ffstore.registry.oci_format import FF_MANIFEST, MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT
 from ffstore.registry.oci_names import parse_oci, version_tag
-from tests.conftest import ULFD, Workspace
+from tests.conftest import ULFD, YUNET, Workspace
 from tests.oci_registry import OciServer, distribution, htpasswd_auth, token_service
 
 SLIM, RFB = ULFD["slim-320"], ULFD["RFB-320"]
@@ -450,3 +450,19 @@ def test_publish_and_sync_with_basic_auth(workspace: Workspace, repository: str,
         _publish(workspace, location, SLIM, "1.0.0")
         workspace.run("lock")
         assert "fetched 1 files" in workspace.run("sync").out
+
+
+def test_import_a_facefusion_folder_into_oci_and_init_a_project(workspace: Workspace,
+                                                                registry: OciServer,
+                                                                repository: str) -> None:
+    models = workspace.root / "facefusion" / ".assets" / "models"
+    models.mkdir(parents=True)
+    (models / "yunet_2023mar.onnx").write_bytes(YUNET.read_bytes())
+    location = registry.location(repository)
+    result = workspace.run("import", str(workspace.root / "facefusion"), "--registry", location,
+                           "--key", "alice", "--init")
+    assert "yunet_2023mar 1.0.0 (face_detector)" in result.out
+    assert f'default = "{location}"' in (workspace.project / "facefusion.toml").read_text()
+    workspace.write_toml({"face_detector": ("yunet_2023mar", "==1.0.0")}, registry=location)
+    workspace.run("lock")
+    assert "fetched 1 files" in workspace.run("sync").out
