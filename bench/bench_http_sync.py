@@ -30,11 +30,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 FF = [sys.executable, "-m", "ffstore"]
-MODULES = (("face_swapper", 2), ("face_enhancer", 1), ("face_detector", 1))  # shares of the size
+# Shares of the size, in module kinds ff swap leaves to FaceFusion: ff lock refuses
+# random bytes as a face_swapper, face_enhancer or face_detector (they are not ONNX).
+MODULES = (("frame_enhancer", 2), ("lip_syncer", 1), ("face_masker", 1))
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -116,25 +119,43 @@ def dvc_pull(dvc: str, work: Path, files: list[Path], url: str, runs: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    command_line(bench, "ff-bench-http-", lambda parser: parser.add_argument(
+        "--dvc", default=shutil.which("dvc"), help="dvc executable, if any"))
+
+
+def command_line(bench: Callable[[Path, argparse.Namespace], None], prefix: str,
+                 more: Callable[[argparse.ArgumentParser], object] = lambda _parser: None
+                 ) -> None:
+    """The options every sync benchmark takes; runs `bench` in a work directory that
+    is removed afterwards."""
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--dvc", default=shutil.which("dvc"), help="dvc executable, if any")
+    more(parser)
     parser.add_argument("--ff-python", default=sys.executable,
                         help="interpreter that runs ff (default: this one)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where to put the data (default: a temp dir, removed afterwards)")
     args = parser.parse_args()
     FF[0] = args.ff_python
-    work = Path(tempfile.mkdtemp(prefix="ff-bench-http-", dir=args.workdir))
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=args.workdir))
     try:
         bench(work, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def bench(work: Path, args: argparse.Namespace) -> None:
-    total = args.size_mib << 20
+@dataclass(frozen=True)
+class ModelSet:
+    base: dict[str, str]  # the environment ff runs in
+    publisher: dict[str, str]  # ... as the publisher, with a key `bench`
+    key_id: str
+    files: list[Path]  # one per module of MODULES
+
+
+def model_set(work: Path, size_mib: int) -> ModelSet:
+    """Random model files of `size_mib` in all, in MODULES' shares, and a publisher."""
+    total = size_mib << 20
     shares = sum(share for _m, share in MODULES)
     # An installed ff starts from cached bytecode (pip compiles it); a shell that sets
     # PYTHONDONTWRITEBYTECODE would add the compiling of ff's modules to every command.
@@ -145,14 +166,24 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     key_id = run([*FF, "key", "generate", "bench"], work, publisher).strip()
     files = []
     for module, share in MODULES:
-        file = work / f"{module}.bin"
-        write_random(file, total * share // shares)
-        run([*FF, "publish", str(file), "--registry", str(work / "registry"), "--model",
-             f"bench_{module}", "--version", "1.0.0", "--module", module, "--key", "bench"],
-            work, publisher)
-        files.append(file)
+        files.append(work / f"{module}.bin")
+        write_random(files[-1], total * share // shares)
     sizes = ", ".join(f"{file.stat().st_size >> 20} MiB" for file in files)
     print(f"model set: {len(files)} files ({sizes}); {os.cpu_count()} CPUs; ff run by {FF[0]}")
+    return ModelSet(base, publisher, key_id, files)
+
+
+def publish_command(file: Path, module: str, registry: str) -> list[str]:
+    return [*FF, "publish", str(file), "--registry", registry, "--model", f"bench_{module}",
+            "--version", "1.0.0", "--module", module, "--key", "bench"]
+
+
+def bench(work: Path, args: argparse.Namespace) -> None:
+    models = model_set(work, args.size_mib)
+    total = args.size_mib << 20
+    base, publisher, key_id, files = models.base, models.publisher, models.key_id, models.files
+    for file, (module, _share) in zip(files, MODULES, strict=True):
+        run(publish_command(file, module, str(work / "registry")), work, publisher)
     server, url = start_server(work / "registry", publisher)
     try:
         blob_urls = [f"{url}blobs/sha256/{hex_digest(file)}" for file in files]

@@ -41,20 +41,26 @@ import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.oci_registry
-from bench_http_sync import FF, Timing, describe, hex_digest, run, timed, write_random
+from bench_http_sync import (
+    FF,
+    MODULES,
+    Timing,
+    command_line,
+    describe,
+    hex_digest,
+    model_set,
+    publish_command,
+    run,
+    timed,
+)
 
 from tests.oci_registry import distribution
-
-# bench_http_sync's shares, in module kinds ff swap leaves to FaceFusion: ff lock
-# refuses random bytes as a face_swapper, face_enhancer or face_detector (not ONNX).
-MODULES = (("frame_enhancer", 2), ("lip_syncer", 1), ("face_masker", 1))
 
 
 class CountingProxy:
@@ -131,44 +137,19 @@ def publish_all(files: list[Path], location: str, env: dict[str, str], work: Pat
     """Publish the set to `location`: the wall time and what ff said it added."""
     start, said = time.perf_counter(), []
     for file, (module, _share) in zip(files, MODULES, strict=True):
-        out = run([*FF, "publish", str(file), "--registry", location, "--model",
-                   f"bench_{module}", "--version", "1.0.0", "--module", module, "--key", "bench"],
-                  work, env)
+        out = run(publish_command(file, module, location), work, env)
         said.append(out.strip().rpartition(", ")[2].removesuffix(" added"))
     return time.perf_counter() - start, said
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--ff-python", default=sys.executable,
-                        help="interpreter that runs ff (default: this one)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where to put the data (default: a temp dir, removed afterwards)")
-    args = parser.parse_args()
-    FF[0] = args.ff_python
-    work = Path(tempfile.mkdtemp(prefix="ff-bench-oci-", dir=args.workdir))
-    try:
-        bench(work, args)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    command_line(bench, "ff-bench-oci-")
 
 
 def bench(work: Path, args: argparse.Namespace) -> None:
     total = args.size_mib << 20
-    shares = sum(share for _m, share in MODULES)
-    base = {name: value for name, value in os.environ.items()
-            if name != "PYTHONDONTWRITEBYTECODE"}  # as bench_http_sync: cached bytecode
-    base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    publisher = {**base, "FF_HOME": str(work / "publisher")}
-    key_id = run([*FF, "key", "generate", "bench"], work, publisher).strip()
-    files = []
-    for module, share in MODULES:
-        files.append(work / f"{module}.bin")
-        write_random(files[-1], total * share // shares)
-    sizes = ", ".join(f"{file.stat().st_size >> 20} MiB" for file in files)
-    print(f"model set: {len(files)} files ({sizes}); {os.cpu_count()} CPUs; ff run by {FF[0]}")
+    models = model_set(work, args.size_mib)
+    base, publisher, key_id, files = models.base, models.publisher, models.key_id, models.files
     with distribution(work / "registry") as server:
         proxy = CountingProxy(server.host)
         try:

@@ -56,12 +56,17 @@ class OciLocation:
         return f"{self.repository}/{model_component(model)}"
 
     @property
+    def canonical_host(self) -> str:
+        """The host in one spelling: this machine is `localhost` however it is named."""
+        if not self.loopback:
+            return self.host
+        port = self.host.rpartition(":")[2] if not self.host.endswith("]") and ":" in self.host \
+            else ""
+        return "localhost" + (f":{port}" if port else "")
+
+    @property
     def canonical(self) -> str:
-        host = self.host
-        if self.loopback:
-            port = host.rpartition(":")[2] if not host.endswith("]") and ":" in host else ""
-            host = "localhost" + (f":{port}" if port else "")
-        return f"{SCHEME}{host}/{self.repository}"
+        return f"{SCHEME}{self.canonical_host}/{self.repository}"
 
 
 def parse_oci(location: str, where: str) -> OciLocation:

@@ -169,7 +169,7 @@ class OciPusher:
                   read: Callable[[int, int], bytes]) -> None:
         """Make `repository` hold the blob, sending it only if no repository of the
         registry that ff knows of has it. `read(offset, count)` gives its bytes."""
-        host = self.reader.where.host
+        host = self.reader.where.canonical_host  # 127.0.0.1 and localhost: one registry
         if not self._has(repository, digest):
             session = self._start(repository, digest, self._memory.sources(host, digest))
             if session is not None:
