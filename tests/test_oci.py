@@ -19,6 +19,7 @@ import oras.client
 import pytest
 
 from ffstore.errors import FFError, InputError
+from ffstore.registry import oci_push
 from ffstore.registry.base import SourceFailed, TransferOptions
 from ffstore.registry.oci import OciRegistry, oci_client
 from ffstore.registry.oci_auth import registry_auth
@@ -224,13 +225,14 @@ def test_a_tampered_layer_is_refused_and_nothing_is_stored(workspace: Workspace,
 
 
 class CuttingProxy:
-    """A TCP proxy to the registry that counts what the registry sends and, while
-    `cut_after` is set, drops the first connection that carries more than that many
-    bytes: a pull interrupted mid-blob."""
+    """A TCP proxy to the registry that counts what the registry sends (`upload`:
+    what it receives) and, while `cut_after` is set, drops the first connection that
+    carries more than that many bytes that way: a pull (a push) interrupted mid-blob."""
 
-    def __init__(self, target: str, cut_after: int | None) -> None:
+    def __init__(self, target: str, cut_after: int | None, upload: bool = False) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
+        self.upload = upload
         self.cut_after = cut_after
         self.sent = 0
         self.cuts = 0
@@ -245,8 +247,9 @@ class CuttingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, daemon=True,
+                                 args=(source, sink, (source is client) == self.upload)).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
         carried = 0
@@ -291,6 +294,27 @@ def test_an_interrupted_pull_is_resumed_with_a_range_request(
         proxy.close()
     path = Path(workspace.run("path", "face_detector").out.strip())
     assert _digest(path) == _digest(RFB)
+
+
+def test_an_interrupted_push_is_sent_again_and_lands_whole(
+        workspace: Workspace, registry: OciServer, repository: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATCH cut off midway: where the registry keeps the session, ff asks what it
+    holds and sends the rest; Distribution gives the session up, so ff sends the blob
+    again in a new one (what docker push does). Either way, the blob lands whole."""
+    monkeypatch.setattr(oci_push, "CHUNK", 128 << 10)
+    size = RFB.stat().st_size
+    proxy = CuttingProxy(registry.host, cut_after=size // 2, upload=True)
+    try:
+        if registry.login is not None:
+            monkeypatch.setenv("FF_REGISTRY_AUTH", f"{proxy.host}={':'.join(registry.login)}")
+        assert "published" in _publish(workspace, f"oci://{proxy.host}/{repository}", RFB,
+                                       "1.0.0")
+        assert proxy.cuts == 1
+        assert proxy.sent < 2 * size  # what went before the cut, and the blob once
+    finally:
+        proxy.close()
+    assert _api(registry, f"{repository}/ulfd/blobs/{_digest(RFB)}").content == RFB.read_bytes()
 
 
 def test_a_mirror_serves_blobs_and_the_registry_backs_a_bad_one(

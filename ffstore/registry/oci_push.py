@@ -161,6 +161,9 @@ class OciPusher:
             if response.status_code == 201:
                 return None
             return str(response.url.join(response.headers["Location"]))
+        return self._new_session(repository)
+
+    def _new_session(self, repository: str) -> str:
         response = self._call(lambda: _expect(self.reader.client.post(
             self._url(repository, "blobs/uploads/")), 202))
         return str(response.url.join(response.headers["Location"]))
@@ -173,7 +176,17 @@ class OciPusher:
         if not self._has(repository, digest):
             session = self._start(repository, digest, self._memory.sources(host, digest))
             if session is not None:
-                self._upload(session, digest, size, read)
+                try:
+                    self._upload(session, digest, size, read)
+                except _SessionLost:
+                    # Distribution gives a session up once a PATCH broke off (its state
+                    # no longer matches what it holds): send the blob again, in a new one.
+                    try:
+                        self._upload(self._new_session(repository), digest, size, read)
+                    except _SessionLost as lost:
+                        raise FFError(f"cannot push to {self.reader.location}: the registry "
+                                      f"dropped the upload of {digest} twice ({lost}); run "
+                                      "again") from None
         self._memory.saw(host, digest, repository)
 
     def push_bytes(self, repository: str, blob: Blob) -> None:
@@ -185,7 +198,8 @@ class OciPusher:
                 read: Callable[[int, int], bytes]) -> None:
         """PATCH the bytes chunk by chunk, then PUT the digest to close the session.
         A retry first asks the session's status (its Range), so after a dropped
-        connection only what the registry lacks is sent again."""
+        connection only what the registry lacks is sent again, where the registry
+        keeps the session (raises _SessionLost where it does not)."""
         offset = 0
         while offset < size:
             session, offset = self._call(functools.partial(
@@ -213,11 +227,18 @@ class OciPusher:
 
     def _status(self, session: str) -> tuple[str, int]:
         """The session's URL and how many bytes it holds (`Range: 0-<last>`)."""
-        response = _expect(self.reader.client.get(session), 204)
+        response = self.reader.client.get(session)
+        if 400 <= response.status_code < 500:
+            raise _SessionLost(_refusal(response))
+        _expect(response, 204)
         extent = response.headers.get("Range", "")
         last = extent.rpartition("-")[2]
         received = int(last) + 1 if last.isdigit() and extent != "0-0" else 0
         return str(response.url.join(response.headers.get("Location", session))), received
+
+
+class _SessionLost(Exception):
+    """The registry no longer knows the upload session."""
 
 
 def file_reader(path: Path) -> Callable[[int, int], bytes]:
