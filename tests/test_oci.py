@@ -139,6 +139,10 @@ def test_publish_lock_sync_rollback_and_oras_reads_it(workspace: Workspace, regi
     assert _digest(by_name[SLIM.name]) == _digest(SLIM)
     ff_manifest = json.loads(by_name["ff-manifest.json"].read_bytes())
     assert ff_manifest["files"][0]["digest"] == _digest(SLIM)
+    signature_tag = "sha256-" + _digest(by_name["ff-manifest.json"]).split(":")[1] + ".sig"
+    signatures = _oras(registry).pull(target=f"{model}:{signature_tag}",
+                                      outdir=str(tmp_path / "signatures"))
+    assert workspace.key_id in Path(signatures[0]).read_text()
     index = _oras(registry).pull(target=f"{registry.host}/{repository}:ff-index",
                                  outdir=str(tmp_path / "index"))
     assert json.loads(Path(index[0]).read_bytes())["signed"]["models"]["ulfd"].keys() == {
