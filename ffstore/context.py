@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ffstore import layout
 from ffstore import settings as settings_mod
 from ffstore.catalog import Catalog
 from ffstore.errors import InputError
@@ -134,7 +135,8 @@ class Context:
             self.project_root / "facefusion.toml").is_file()
         insecure = any(config.insecure and canonical_location(config.location) == canonical
                        for config in (self.project.registries.values() if has_project else ()))
-        return OciTarget(registry, self.transfer_options(), self.store.root / "state", insecure)
+        return OciTarget(registry, self.transfer_options(), self.store.root / layout.OCI_MOUNTS,
+                         insecure)
 
 
 def open_context(project_dir: Path | None = None, flags: Mapping[str, Any] | None = None,

@@ -56,6 +56,7 @@ LOCKS = "locks"
 STORE_LOCK = "locks/store.lock"
 STATE_LOCK = "locks/state.lock"
 REGISTRY_STATE = "state/registries.json"  # what this machine remembers of registries
+OCI_MOUNTS = "state/oci-blobs.json"  # which OCI repositories ff pushed each blob to
 KEYS = "keys"
 PROJECTS = "projects"
 

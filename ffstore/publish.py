@@ -90,7 +90,7 @@ class OciTarget:
 
     location: str
     options: "TransferOptions"
-    state_dir: Path
+    mount_memory: Path
     insecure: bool = False
 
 

@@ -42,8 +42,6 @@ from ffstore.registry.oci_push import MountMemory, OciPusher, file_reader
 from ffstore.signing import SigningKey
 from ffstore.trust import check_may_sign
 
-MOUNT_MEMORY = "oci-blobs.json"
-
 
 @dataclass
 class OciIndexSlot:
@@ -77,7 +75,7 @@ class OciIndexSlot:
 
 @contextmanager
 def oci_index_slot(target: OciTarget) -> Iterator[OciIndexSlot]:
-    memory = MountMemory(target.state_dir / MOUNT_MEMORY)
+    memory = MountMemory(target.mount_memory)
     reader = OciRegistry(target.location, (), target.options, target.insecure)
     try:
         yield OciIndexSlot(OciPusher(reader, memory), target.location)

@@ -424,7 +424,7 @@ def test_a_publish_racing_another_is_told_to_run_again(workspace: Workspace,
     location = registry.location(repository)
     _publish(workspace, location, SLIM, "1.0.0")
     target = OciTarget(location, TransferOptions(5, 2, workspace.root / "partial"),
-                       workspace.root / "state")
+                       workspace.root / "oci-blobs.json")
     with index_slot(target) as slot:
         index = slot.read()
         assert index is not None and index.version == 1
@@ -454,7 +454,7 @@ def test_who_may_pull_and_push_behind_a_token_service(workspace: Workspace,
     result = workspace.run("publish", str(SLIM), "--registry", location, "--model", "ulfd",
                            "--version", "1.0.0", "--module", "face_detector", "--key", "alice",
                            expect=1)
-    assert result.err.startswith("error: cannot read") and "401" in result.err
+    assert result.err.startswith("error: cannot") and "401" in result.err
     assert "FF_REGISTRY_AUTH" in result.err and "Traceback" not in result.err
     assert "credentials" in workspace.run("lock", expect=1).err
 

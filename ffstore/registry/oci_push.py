@@ -5,8 +5,8 @@ decided in ffstore/publish_oci.py; this module only speaks the protocol.
 No byte is sent twice: a blob the repository has is skipped (HEAD), one the registry
 holds in another repository is mounted (ff remembers, per host, which repositories
 it pushed each blob to, as Docker's blob cache does), and only the rest is uploaded,
-in chunks, each resumed from what the registry says it received should the
-connection drop."""
+in chunks. After a dropped connection an upload goes on from what the registry says
+it holds, or, where the registry gives the session up, starts again."""
 
 import functools
 import threading
@@ -118,10 +118,11 @@ class OciPusher:
     # --- documents --------------------------------------------------------------------
 
     def find_index(self) -> tuple[bytes | None, str | None]:
-        """The registry's index and the digest of the manifest its tag names now, so
-        a push can tell whether someone else pushed an index meanwhile."""
-        return self.reader.find(Document("index")), self.tag_digest(
-            self.reader.where.repository, INDEX_TAG)
+        """The registry's index and the digest of the manifest its tag named, so a
+        push can tell whether someone else pushed an index meanwhile. The digest is
+        taken first: an index pushed in between then fails that check, never passes it."""
+        seen = self.tag_digest(self.reader.where.repository, INDEX_TAG)
+        return self.reader.find(Document("index")), seen
 
     def find_signatures(self, digest: str, model: str) -> bytes | None:
         return self.reader.find(Document("signatures", digest, model))
