@@ -500,3 +500,38 @@ def test_import_a_facefusion_folder_into_oci_and_init_a_project(workspace: Works
     workspace.write_toml({"face_detector": ("yunet_2023mar", "==1.0.0")}, registry=location)
     workspace.run("lock")
     assert "fetched 1 files" in workspace.run("sync").out
+
+
+def _push_raw(server: OciServer, repository: str, tag: str, layers: list[tuple[str, bytes]]
+              ) -> None:
+    """Push an image manifest of `layers` (media type, bytes) under `tag`, as anyone
+    with push rights could: what ff must not take at its word."""
+    from ffstore.registry.oci_format import EMPTY_CONFIG, Blob, image_manifest
+
+    with _client(server) as client:
+        descriptors = []
+        for media_type, data in [(EMPTY_CONFIG.media_type, EMPTY_CONFIG.data), *layers]:
+            blob = Blob(media_type, data)
+            started = client.post(f"{repository}/blobs/uploads/")
+            session = started.url.join(started.headers["Location"])
+            assert client.put(session.copy_merge_params({"digest": blob.digest}),
+                              content=data).status_code == 201
+            descriptors.append(blob.descriptor())
+        document = image_manifest("application/vnd.ff.index.v1+json", descriptors[0],
+                                   descriptors[1:])
+        assert client.put(f"{repository}/manifests/{tag}", content=document, headers={
+            "Content-Type": "application/vnd.oci.image.manifest.v1+json"}).status_code == 201
+
+
+@pytest.mark.parametrize(("layers", "message"), [
+    ([("application/vnd.ff.index.v1+json", b"x" * (9 << 20))], "more than the 8192 KiB"),
+    ([("application/octet-stream", b"{}")], "it was not pushed by ff"),
+    ([("application/vnd.ff.index.v1+json", b"[]")], "not a JSON object"),
+])
+def test_a_registry_index_that_is_not_ffs_is_refused_in_one_line(
+        workspace: Workspace, registry: OciServer, repository: str,
+        layers: list[tuple[str, bytes]], message: str) -> None:
+    _push_raw(registry, repository, "ff-index", layers)
+    _project(workspace, registry.location(repository))
+    result = workspace.run("lock", expect=1)
+    assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err

@@ -54,9 +54,10 @@ def _descriptor(media_type: str, digest: str, size: int,
             **({"annotations": annotations} if annotations else {})}
 
 
-def _image_manifest(artifact_type: str, config: dict[str, Any], layers: list[dict[str, Any]],
-                    annotations: dict[str, str] | None = None,
-                    subject: dict[str, Any] | None = None) -> bytes:
+def image_manifest(artifact_type: str, config: dict[str, Any], layers: list[dict[str, Any]],
+                   annotations: dict[str, str] | None = None,
+                   subject: dict[str, Any] | None = None) -> bytes:
+    """An OCI image manifest of an artifact: the form of every document ff pushes."""
     return canonical_bytes({"schemaVersion": 2, "mediaType": IMAGE_MANIFEST,
                             "artifactType": artifact_type, "config": config, "layers": layers,
                             **({"subject": subject} if subject else {}),
@@ -91,7 +92,7 @@ def version_artifact(manifest: Manifest) -> VersionArtifact:
         "config": {"format": "onnx"} if onnx else {},
         "modelfs": {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]},
     }))
-    document = _image_manifest(MODEL_ARTIFACT, config.descriptor(), layers,
+    document = image_manifest(MODEL_ARTIFACT, config.descriptor(), layers,
                                {TITLE: manifest.model, VERSION: manifest.version})
     return VersionArtifact(document, config, ff_manifest)
 
@@ -100,7 +101,7 @@ def single_blob_artifact(blob: Blob, subject: dict[str, Any] | None = None) -> b
     """An artifact of one ff document (the index, a signature document), which a
     tag makes findable; `subject` ties signatures to their version, for registries
     that list referrers."""
-    return _image_manifest(blob.media_type, EMPTY_CONFIG.descriptor(), [blob.descriptor()],
+    return image_manifest(blob.media_type, EMPTY_CONFIG.descriptor(), [blob.descriptor()],
                            subject=subject)
 
 
