@@ -112,6 +112,8 @@ class Release:
 
 @dataclass(frozen=True)
 class Prepared:
+    """A release past every check that needs no registry, ready for any of them."""
+
     release: Release
     named: list[tuple[Path, str]]
     onnx: list[dict[str, Any] | None]
