@@ -34,14 +34,11 @@ dir (on disk) includes the disk's durable-write rate.
 """
 
 import argparse
-import contextlib
 import os
 import shlex
 import shutil
-import socket
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,56 +57,7 @@ from bench_http_sync import (
     timed,
 )
 
-from tests.oci_registry import distribution
-
-
-class CountingProxy:
-    """A TCP proxy on 127.0.0.1 to `target` (HOST:PORT) that counts the bytes clients
-    send through it: what the registry received, headers included."""
-
-    def __init__(self, target: str) -> None:
-        host, _, port = target.rpartition(":")
-        self._target = (host, int(port))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self.sent = self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def take(self) -> tuple[int, int]:
-        """Bytes sent and connections made since the last call."""
-        with self._lock:
-            counts, self.sent, self.connections = (self.sent, self.connections), 0, 0
-        return counts
-
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _address = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            for end in (client, upstream):
-                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                while data := source.recv(1 << 20):
-                    sink.sendall(data)
-                    if counted:
-                        with self._lock:
-                            self.sent += len(data)
-        finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
+from tests.oci_registry import RegistryProxy, distribution
 
 
 def in_parallel(commands: list[str]) -> str:
@@ -151,7 +99,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     models = model_set(work, args.size_mib)
     base, publisher, key_id, files = models.base, models.publisher, models.key_id, models.files
     with distribution(work / "registry") as server:
-        proxy = CountingProxy(server.host)
+        proxy = RegistryProxy(server.host, upload=True)
         try:
             pushes = []
             for repository in ("bencha", "benchb"):

@@ -7,6 +7,7 @@ dict (none: anonymous pushes and pulls), so tests can run it behind htpasswd
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import shutil
@@ -236,3 +237,63 @@ def token_service(root: Path, users: dict[str, str], grants: dict[str, set[str]]
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class RegistryProxy:
+    """A TCP proxy on 127.0.0.1 to `target` (HOST:PORT) that counts the bytes going one
+    way (`upload`: to the registry, else from it) and, while `cut_after` is set, drops
+    the first connection that carries more than that many bytes that way: a push or a
+    pull broken off mid-blob."""
+
+    def __init__(self, target: str, upload: bool, cut_after: int | None = None) -> None:
+        host, _, port = target.rpartition(":")
+        self._target = (host, int(port))
+        self.upload = upload
+        self.cut_after = cut_after
+        self.sent = self.connections = self.cuts = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def take(self) -> tuple[int, int]:
+        """Bytes counted and connections made since the last call."""
+        with self._lock:
+            counts, self.sent, self.connections = (self.sent, self.connections), 0, 0
+        return counts
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _address = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            for end in (client, upstream):
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self.connections += 1
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, daemon=True,
+                                 args=(source, sink, (source is client) == self.upload)).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        carried, cut = 0, False
+        with contextlib.suppress(OSError):
+            while data := source.recv(1 << 20):
+                if counted:
+                    with self._lock:
+                        if self.cut_after is not None and carried + len(data) > self.cut_after:
+                            data, self.cut_after, cut = data[:self.cut_after - carried], None, True
+                            self.cuts += 1
+                        carried += len(data)
+                        self.sent += len(data)
+                sink.sendall(data)
+                if cut:
+                    break
+        for end in (source, sink) if cut else (sink,):  # a drop, or the end passed on
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR if cut else socket.SHUT_WR)

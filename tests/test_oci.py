@@ -3,13 +3,10 @@ tests/oci_registry.py): publish, lock, sync and rollback through it, mirrors, a
 replayed index, a tampered layer, an interrupted pull, and `oras` (an independent
 OCI client) reading what ff pushed. Authentication: tests/test_oci_auth.py."""
 
-import contextlib
 import hashlib
 import json
 import re
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +23,13 @@ from ffstore.registry.oci_auth import registry_auth
 from ffstore.registry.oci_format import FF_MANIFEST, MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT
 from ffstore.registry.oci_names import parse_oci, version_tag
 from tests.conftest import ULFD, YUNET, Workspace
-from tests.oci_registry import OciServer, distribution, htpasswd_auth, token_service
+from tests.oci_registry import (
+    OciServer,
+    RegistryProxy,
+    distribution,
+    htpasswd_auth,
+    token_service,
+)
 
 SLIM, RFB = ULFD["slim-320"], ULFD["RFB-320"]
 
@@ -228,68 +231,18 @@ def test_a_tampered_layer_is_refused_and_nothing_is_stored(workspace: Workspace,
     assert not list((workspace.home / "blobs").rglob(_digest(copy).split(":")[1]))
 
 
-class CuttingProxy:
-    """A TCP proxy to the registry that counts what the registry sends (`upload`:
-    what it receives) and, while `cut_after` is set, drops the first connection that
-    carries more than that many bytes that way: a pull (a push) interrupted mid-blob."""
-
-    def __init__(self, target: str, cut_after: int | None, upload: bool = False) -> None:
-        host, port = target.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.upload = upload
-        self.cut_after = cut_after
-        self.sent = 0
-        self.cuts = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, daemon=True,
-                                 args=(source, sink, (source is client) == self.upload)).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
-        carried = 0
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if counted:
-                    if self.cut_after is not None and carried + len(data) > self.cut_after:
-                        data, self.cut_after = data[:self.cut_after - carried], None  # once
-                        self.cuts += 1
-                        self.sent += len(data)
-                        sink.sendall(data)
-                        break
-                    carried += len(data)
-                    self.sent += len(data)
-                sink.sendall(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
-
-    def close(self) -> None:
-        self._listener.close()
-
-
 def test_an_interrupted_pull_is_resumed_with_a_range_request(
         workspace: Workspace, registry: OciServer, repository: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     _publish(workspace, registry.location(repository), RFB, "1.0.0")
-    proxy = CuttingProxy(registry.host, cut_after=RFB.stat().st_size // 2)
+    proxy = RegistryProxy(registry.host, upload=False)
     try:
         if registry.login is not None:  # the same account, at the proxy's address
             monkeypatch.setenv("FF_REGISTRY_AUTH", f"{proxy.host}={':'.join(registry.login)}")
         _project(workspace, f"oci://{proxy.host}/{repository}")
         workspace.run("lock")
+        proxy.take()
         proxy.cut_after = RFB.stat().st_size // 2
-        proxy.sent = 0
         assert "fetched 1 files" in workspace.run("sync").out
         assert proxy.cuts == 1
         # Each byte of the blob crossed once (plus headers and the manifest).
@@ -308,7 +261,7 @@ def test_an_interrupted_push_is_sent_again_and_lands_whole(
     again in a new one (what docker push does). Either way, the blob lands whole."""
     monkeypatch.setattr(oci_push, "CHUNK", 128 << 10)
     size = RFB.stat().st_size
-    proxy = CuttingProxy(registry.host, cut_after=size // 2, upload=True)
+    proxy = RegistryProxy(registry.host, upload=True, cut_after=size // 2)
     try:
         if registry.login is not None:
             monkeypatch.setenv("FF_REGISTRY_AUTH", f"{proxy.host}={':'.join(registry.login)}")
