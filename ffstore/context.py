@@ -83,12 +83,16 @@ class Context:
                              "facefusion.toml")
         return config
 
+    def _has_project(self) -> bool:
+        """Whether this command runs in a project (some need none)."""
+        return self.project_root is not None and (self.project_root / "facefusion.toml").is_file()
+
     def local_registry_dirs(self) -> list[Path]:
         """The project's registries that are directories (none outside a project):
         the store may hard-link their blobs, so their damage is the store's too."""
         from ffstore.registry import is_url
 
-        if self.project_root is None or not (self.project_root / "facefusion.toml").is_file():
+        if not self._has_project():
             return []
         configs = [self._registry_config(name) for name in self.project.registries]
         return [(self.project.root / config.location).resolve() for config in configs
@@ -131,10 +135,9 @@ class Context:
                              "HTTP")
         check_location(registry, "--registry")
         canonical = canonical_location(registry)
-        has_project = self.project_root is not None and (
-            self.project_root / "facefusion.toml").is_file()
         insecure = any(config.insecure and canonical_location(config.location) == canonical
-                       for config in (self.project.registries.values() if has_project else ()))
+                       for config in (self.project.registries.values() if self._has_project()
+                                      else ()))
         return OciTarget(registry, self.transfer_options(), self.store.root / layout.OCI_MOUNTS,
                          insecure)
 

@@ -182,7 +182,7 @@ def parse_project(root: Path, doc: dict[str, Any], where: str) -> Project:
             mirrors = value.get("mirrors", [])
             if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
                 raise InputError(f"{label}.mirrors must be a list of URLs")
-            flags = {}
+            flags: dict[str, bool] = {}
             for flag in ("allow_redirects", "insecure"):
                 flags[flag] = value.get(flag, False)
                 if not isinstance(flags[flag], bool):

@@ -89,16 +89,21 @@ def classify(exc: httpx.RequestError, timeout: float) -> "Transient | SourceFail
     return Transient(reason)
 
 
-def _check_status(response: httpx.Response) -> None:
+def status_failure(response: httpx.Response, detail: str = "") -> "Transient | SourceFailed":
+    """What an unwanted answer means: a 408, 425, 429 or 5xx is worth retrying, the
+    rest is not. `detail`: what the server said of it, if anything."""
     code = response.status_code
-    if code < 300:
-        return
-    reason = f"HTTP {code} {response.reason_phrase}".rstrip()
+    reason = f"HTTP {code} {response.reason_phrase}".rstrip() + (f" ({detail})" if detail else "")
     if code in RETRY_STATUS:
-        raise Transient(reason)
+        return Transient(reason)
     if code in (401, 403):
         reason += " (the server wants credentials, or others than it was sent)"
-    raise SourceFailed(reason)
+    return SourceFailed(reason)
+
+
+def _check_status(response: httpx.Response) -> None:
+    if response.status_code >= 300:
+        raise status_failure(response)
 
 
 def new_client(options: TransferOptions, check_request: Callable[[httpx.Request], None],
@@ -270,7 +275,7 @@ class _Download:
         before = self._counted
         try:
             with client.stream("GET", url, headers=headers,
-                                     extensions={ON_RECEIVE: self._received}) as response, \
+                               extensions={ON_RECEIVE: self._received}) as response, \
                     _Writeback(self._part) as writeback:
                 if response.status_code == 416:
                     self._discard()

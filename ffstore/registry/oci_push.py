@@ -18,8 +18,8 @@ import httpx
 from ffstore import fsutil
 from ffstore.canonical import canonical_bytes, load_json
 from ffstore.errors import FFError
-from ffstore.registry.base import Document, SourceFailed, Transient
-from ffstore.registry.http import RETRY_STATUS, classify
+from ffstore.registry.base import Document, SourceFailed
+from ffstore.registry.http import classify, status_failure
 from ffstore.registry.oci import ACCEPT, OciRegistry
 from ffstore.registry.oci_format import IMAGE_MANIFEST, Blob
 from ffstore.registry.oci_names import INDEX_TAG
@@ -29,28 +29,21 @@ MAX_REMEMBERED = 8  # repositories remembered per blob
 OCTETS = "application/octet-stream"
 
 
-def _refusal(response: httpx.Response) -> str:
+def _registry_errors(response: httpx.Response) -> str:
     """The registry's reason, from the distribution spec's error body when it sent
     one (`{"errors": [{"code", "message"}]}`)."""
-    reason = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     try:
         errors = load_json(response.read(), "error").get("errors") or []
-        detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors
-                           if isinstance(e, dict))
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors
+                         if isinstance(e, dict))
     except (ValueError, AttributeError):
-        detail = ""
-    if response.status_code in (401, 403):
-        detail += (("; " if detail else "") + "check your credentials for this registry and "
-                   "that they may push (docker login, or FF_REGISTRY_AUTH)")
-    return f"{reason} ({detail})" if detail else reason
+        return ""
 
 
 def _expect(response: httpx.Response, *codes: int) -> httpx.Response:
     if response.status_code in codes:
         return response
-    if response.status_code in RETRY_STATUS:
-        raise Transient(f"HTTP {response.status_code} {response.reason_phrase}")
-    raise SourceFailed(_refusal(response))
+    raise status_failure(response, _registry_errors(response))
 
 
 class MountMemory:
@@ -113,7 +106,8 @@ class OciPusher:
         try:
             return self.reader.retrying(lambda: self._send(attempt))
         except SourceFailed as exc:
-            raise FFError(f"cannot push to {self.reader.location}: {exc}") from None
+            raise FFError(f"cannot push to {self.reader.location}: {exc}; "
+                          f"{self.reader.advice}") from None
 
     # --- documents --------------------------------------------------------------------
 
@@ -230,7 +224,7 @@ class OciPusher:
         """The session's URL and how many bytes it holds (`Range: 0-<last>`)."""
         response = self.reader.client.get(session)
         if 400 <= response.status_code < 500:
-            raise _SessionLost(_refusal(response))
+            raise _SessionLost(str(status_failure(response, _registry_errors(response))))
         _expect(response, 204)
         extent = response.headers.get("Range", "")
         last = extent.rpartition("-")[2]
