@@ -5,6 +5,7 @@ and each manifest's signatures. Every document is canonical JSON without
 timestamps, so pushing the same release twice yields the same digests and moves
 no tag."""
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ class Blob:
     data: bytes
     annotations: dict[str, str] | None = None
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         return digest_bytes(self.data)
 
